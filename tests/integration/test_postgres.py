@@ -1,0 +1,386 @@
+"""The Postgres adapter against a real PostgreSQL 15 with scram-sha-256 on TCP.
+
+Passwords are compared inside the database or with `_assert_absent`, so a failing test
+never prints one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+import traceback
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from core.adapters.postgres import (
+    SHARED_PASSWORD_ROLES,
+    DbAddress,
+    PasswordChange,
+    accepts_password,
+    change_shared_password,
+    connect_as,
+    role_passwords_match,
+)
+from core.errors import DatabaseError, DatabaseRefused
+from tests.integration.conftest import SupabaseDb
+
+pytestmark = pytest.mark.postgres
+
+NOLOGIN_IN_REAL_SUPABASE = ("anon", "authenticated", "service_role")
+
+
+def _change(
+    db: SupabaseDb,
+    new: str,
+    *,
+    admin_role: str = "supabase_admin",
+    current: str | None = None,
+    roles: tuple[str, ...] = SHARED_PASSWORD_ROLES,
+) -> PasswordChange:
+    return change_shared_password(
+        db.address,
+        admin_role,
+        db.password if current is None else current,
+        new,
+        roles,
+        analytics_host="db",
+        analytics_port=5432,
+    )
+
+
+def _assert_absent(secret: str, text: str, where: str) -> None:
+    """Like `assert secret not in text`, without pytest printing the secret on failure."""
+    if secret in text:
+        pytest.fail(f"a password appears in {where}", pytrace=False)
+
+
+def _assert_error_hides(error: BaseException, *passwords: str) -> None:
+    rendered = "".join(traceback.format_exception(error))
+    chain = []
+    link: BaseException | None = error
+    while link is not None:
+        chain.append(f"{link!s} {link!r} {vars(link)!r}")
+        link = link.__cause__ or link.__context__
+    for password in passwords:
+        _assert_absent(password, str(error), "str(error)")
+        _assert_absent(password, repr(error), "repr(error)")
+        _assert_absent(password, rendered, "the printed traceback")
+        _assert_absent(password, " ".join(chain), "the exception chain")
+
+
+def _roles_on_password(db: SupabaseDb, password: str) -> dict[str, bool]:
+    return {role: accepts_password(db.address, role, password) for role in SHARED_PASSWORD_ROLES}
+
+
+def _pooler_tables(db: SupabaseDb) -> list[str]:
+    with db.admin_connect("_supabase") as conn:
+        return [
+            name
+            for (name,) in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = '_supavisor'"
+            )
+        ]
+
+
+def _analytics_urls_hold(db: SupabaseDb, password: str) -> dict[str, bool]:
+    """Per backend type: does config.url equal the URL db-passwd.sh would write?"""
+    expected = f"postgresql://supabase_admin:{password}@db:5432/postgres"
+    with db.admin_connect("_supabase") as conn:
+        rows = conn.execute(
+            "SELECT type, config->>'url' = %s FROM _analytics.source_backends", [expected]
+        ).fetchall()
+    return dict(rows)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- change_shared_password -------------------------------------------------------------------
+
+
+def test_every_role_takes_the_new_password_and_refuses_the_old(supabase_db: SupabaseDb) -> None:
+    new = secrets.token_hex(16)
+
+    change = _change(supabase_db, new)
+
+    assert change.changed == SHARED_PASSWORD_ROLES
+    assert change.missing == ()
+    assert all(_roles_on_password(supabase_db, new).values())
+    assert not any(_roles_on_password(supabase_db, supabase_db.password).values())
+
+
+def test_missing_roles_are_skipped_and_reported(supabase_db: SupabaseDb) -> None:
+    with supabase_db.admin_connect() as admin:
+        admin.execute("DROP ROLE supabase_functions_admin")
+    new = secrets.token_hex(16)
+
+    change = _change(supabase_db, new, roles=(*SHARED_PASSWORD_ROLES, "no_such_role"))
+
+    assert change.missing == ("supabase_functions_admin", "no_such_role")
+    assert "supabase_functions_admin" not in change.changed
+    assert len(change.changed) == 11
+    assert accepts_password(supabase_db.address, "supabase_storage_admin", new)
+
+
+def test_the_read_only_role_keeps_having_no_password(supabase_db: SupabaseDb) -> None:
+    _change(supabase_db, secrets.token_hex(16))
+
+    with supabase_db.admin_connect() as admin:
+        row = admin.execute(
+            "SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = 'supabase_read_only_user'"
+        ).fetchone()
+    assert row == (True,)
+
+
+def test_pooler_schema_is_recreated_empty_and_owned_by_supabase_admin(
+    supabase_db: SupabaseDb,
+) -> None:
+    assert _pooler_tables(supabase_db) == ["tenants"]
+
+    change = _change(supabase_db, secrets.token_hex(16))
+
+    assert change.pooler_reset is True
+    assert _pooler_tables(supabase_db) == []
+    with supabase_db.admin_connect("_supabase") as conn:
+        owner = conn.execute(
+            "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = '_supavisor'"
+        ).fetchone()
+    assert owner == ("supabase_admin",)
+
+
+def test_analytics_backend_url_gets_the_new_password(supabase_db: SupabaseDb) -> None:
+    assert _analytics_urls_hold(supabase_db, supabase_db.password) == {
+        "postgres": True,
+        "bigquery": False,
+    }
+    new = secrets.token_hex(16)
+
+    change = _change(supabase_db, new)
+
+    assert change.analytics_updated == 1
+    assert _analytics_urls_hold(supabase_db, new) == {"postgres": True, "bigquery": False}
+    with supabase_db.admin_connect("_supabase") as conn:
+        other = conn.execute(
+            "SELECT config->>'url' FROM _analytics.source_backends WHERE type = 'bigquery'"
+        ).fetchone()
+    assert other == ("https://bigquery.example/untouched",)
+
+
+def test_metadata_steps_are_skipped_when_their_tables_are_absent(supabase_db: SupabaseDb) -> None:
+    with supabase_db.admin_connect() as admin:
+        admin.execute("DROP DATABASE _supabase WITH (FORCE)")
+    new = secrets.token_hex(16)
+
+    change = _change(supabase_db, new)
+
+    assert change.pooler_reset is False
+    assert change.analytics_updated == 0
+    assert all(_roles_on_password(supabase_db, new).values())
+
+
+def test_running_it_twice_with_the_same_password_is_fine(supabase_db: SupabaseDb) -> None:
+    new = secrets.token_hex(16)
+    _change(supabase_db, new)
+
+    again = _change(supabase_db, new, current=new)
+
+    assert again.changed == SHARED_PASSWORD_ROLES
+    assert again.pooler_reset is True
+    assert again.analytics_updated == 1
+    assert all(_roles_on_password(supabase_db, new).values())
+    assert _analytics_urls_hold(supabase_db, new)["postgres"]
+
+
+def test_a_failing_alter_role_midway_leaves_every_role_on_the_old_password(
+    supabase_db: SupabaseDb,
+) -> None:
+    # Current Supabase demotes `postgres` (CREATEROLE, REPLICATION, BYPASSRLS, no
+    # SUPERUSER). Under PostgreSQL 15 rules CREATEROLE sets the passwords of the five
+    # roles before it, then only a superuser may alter a REPLICATION/BYPASSRLS role
+    # such as postgres itself. The whole transaction must roll back.
+    new = secrets.token_hex(16)
+
+    with pytest.raises(DatabaseError) as failed:
+        _change(supabase_db, new, admin_role="postgres")
+
+    assert 'ALTER ROLE "postgres"' in str(failed.value)
+    assert "42501" in str(failed.value)
+    _assert_error_hides(failed.value, new, supabase_db.password)
+    assert all(_roles_on_password(supabase_db, supabase_db.password).values())
+    assert not any(_roles_on_password(supabase_db, new).values())
+    assert _pooler_tables(supabase_db) == ["tenants"]
+    assert _analytics_urls_hold(supabase_db, supabase_db.password)["postgres"]
+
+
+def test_a_failure_in_the_last_statement_rolls_back_every_password(
+    supabase_db: SupabaseDb,
+) -> None:
+    # A trigger that refuses the analytics update: by then every ALTER ROLE and the
+    # pooler schema reset have run. Its message quotes the new row, password included.
+    with supabase_db.admin_connect("_supabase") as conn:
+        conn.execute(
+            "CREATE FUNCTION _analytics.refuse() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$BEGIN RAISE EXCEPTION 'refusing %', NEW.config; END$$"
+        )
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON _analytics.source_backends"
+            " FOR EACH ROW EXECUTE FUNCTION _analytics.refuse()"
+        )
+    new = secrets.token_hex(16)
+
+    with pytest.raises(DatabaseError) as failed:
+        _change(supabase_db, new)
+
+    assert "UPDATE _analytics.source_backends" in str(failed.value)
+    assert "P0001" in str(failed.value)
+    _assert_error_hides(failed.value, new)
+    assert failed.value.__context__ is None
+    assert all(_roles_on_password(supabase_db, supabase_db.password).values())
+    assert not any(_roles_on_password(supabase_db, new).values())
+    assert _pooler_tables(supabase_db) == ["tenants"]
+
+
+def test_a_wrong_admin_password_is_refused_without_showing_it(supabase_db: SupabaseDb) -> None:
+    wrong = secrets.token_hex(16)
+
+    with pytest.raises(DatabaseRefused) as refused:
+        _change(supabase_db, secrets.token_hex(16), current=wrong)
+
+    message = str(refused.value)
+    assert 'role "supabase_admin"' in message
+    assert f"{supabase_db.host}:{supabase_db.port}" in message
+    assert "SQLSTATE 28P01" in message
+    _assert_error_hides(refused.value, wrong)
+    # psycopg's error carries the conninfo, password included: it must not ride along.
+    assert refused.value.__cause__ is None
+    assert refused.value.__context__ is None
+
+
+def test_statements_sent_to_the_server_never_hold_the_password(supabase_db: SupabaseDb) -> None:
+    log = Path(os.environ.get("ROTATOR_TEST_STATE", "/tmp/rotator-test")) / "pglog/postgres.log"
+    if not log.is_file():
+        pytest.skip(f"server log {log} not found (scripts/lib.sh start_postgres writes it)")
+    with supabase_db.admin_connect() as admin:
+        admin.execute("ALTER ROLE supabase_admin SET log_statement = 'all'")
+    start = log.stat().st_size
+    new = secrets.token_hex(16)
+
+    _change(supabase_db, new)
+
+    text = ""
+    for _ in range(50):  # the server writes its log asynchronously to us
+        text = log.read_bytes()[start:].decode(errors="replace")
+        if "source_backends" in text:
+            break
+        time.sleep(0.1)
+    assert 'ALTER ROLE "anon" PASSWORD \'SCRAM-SHA-256$' in text
+    assert "UPDATE _analytics.source_backends" in text
+    _assert_absent(new, text, "the server log")
+
+
+# --- logins and probes ------------------------------------------------------------------------
+
+
+def test_accepts_password_tells_right_from_wrong(supabase_db: SupabaseDb) -> None:
+    assert accepts_password(supabase_db.address, "authenticator", supabase_db.password)
+    assert not accepts_password(supabase_db.address, "authenticator", secrets.token_hex(16))
+    assert not accepts_password(supabase_db.address, "no_such_role", supabase_db.password)
+    assert not accepts_password(supabase_db.address, "authenticator", "")
+
+
+def test_connect_as_gives_a_working_connection(supabase_db: SupabaseDb) -> None:
+    with connect_as(
+        supabase_db.address, "supabase_auth_admin", supabase_db.password, dbname="_supabase"
+    ) as conn:
+        row = conn.execute("SELECT current_user, current_database()").fetchone()
+    assert row == ("supabase_auth_admin", "_supabase")
+
+
+@pytest.mark.usefixtures("supabase_db")
+def test_an_unreachable_port_is_a_database_error_not_a_refusal() -> None:
+    address = DbAddress("127.0.0.1", _free_port(), "postgres")
+    password = secrets.token_hex(16)
+
+    with pytest.raises(DatabaseError) as failed:
+        accepts_password(address, "supabase_admin", password)
+
+    assert not isinstance(failed.value, DatabaseRefused)
+    assert "connection refused" in str(failed.value)
+    assert failed.value.__context__ is None
+    _assert_error_hides(failed.value, password)
+
+
+def test_a_missing_database_is_a_database_error(supabase_db: SupabaseDb) -> None:
+    with pytest.raises(DatabaseError) as failed:
+        connect_as(supabase_db.address, "postgres", supabase_db.password, dbname="no_such_db")
+
+    assert "3D000" in str(failed.value)
+
+
+def test_role_probe_skips_roles_that_cannot_log_in(supabase_db: SupabaseDb) -> None:
+    with supabase_db.admin_connect() as admin:
+        for role in NOLOGIN_IN_REAL_SUPABASE:
+            admin.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role)))
+    roles = (*SHARED_PASSWORD_ROLES, "no_such_role")
+    admin_creds = {"admin_role": "supabase_admin", "admin_password": supabase_db.password}
+
+    right = role_passwords_match(supabase_db.address, roles, supabase_db.password, **admin_creds)
+    wrong = role_passwords_match(supabase_db.address, roles, secrets.token_hex(16), **admin_creds)
+
+    probed = set(SHARED_PASSWORD_ROLES) - set(NOLOGIN_IN_REAL_SUPABASE)
+    assert right == dict.fromkeys(probed, True)
+    assert wrong == dict.fromkeys(probed, False)
+    assert set(right.not_probed) == {*NOLOGIN_IN_REAL_SUPABASE, "no_such_role"}
+    assert "NOLOGIN" in right.not_probed["anon"]
+    assert right.not_probed["no_such_role"] == "role does not exist"
+
+
+def test_role_probe_needs_a_working_admin_login(supabase_db: SupabaseDb) -> None:
+    with pytest.raises(DatabaseRefused):
+        role_passwords_match(
+            supabase_db.address,
+            SHARED_PASSWORD_ROLES,
+            supabase_db.password,
+            admin_role="supabase_admin",
+            admin_password=secrets.token_hex(16),
+        )
+
+
+def test_role_probe_without_admin_credentials_uses_the_probed_password(
+    supabase_db: SupabaseDb,
+) -> None:
+    with supabase_db.admin_connect() as admin:
+        for role in NOLOGIN_IN_REAL_SUPABASE:
+            admin.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role)))
+    new = secrets.token_hex(16)
+    _change(supabase_db, new)
+
+    accepted = role_passwords_match(supabase_db.address, SHARED_PASSWORD_ROLES, new)
+    # supabase_admin refuses the old password, so these logins are probed blind.
+    old = role_passwords_match(supabase_db.address, SHARED_PASSWORD_ROLES, supabase_db.password)
+
+    probed = set(SHARED_PASSWORD_ROLES) - set(NOLOGIN_IN_REAL_SUPABASE)
+    assert accepted == dict.fromkeys(probed, True)
+    assert set(accepted.not_probed) == set(NOLOGIN_IN_REAL_SUPABASE)
+    assert old == dict.fromkeys(SHARED_PASSWORD_ROLES, False)
+    assert old.not_probed == {}
+
+
+def test_a_blind_probe_spots_nologin_roles_by_their_refusal(supabase_db: SupabaseDb) -> None:
+    with supabase_db.admin_connect() as admin:
+        admin.execute("ALTER ROLE anon NOLOGIN")
+        admin.execute("ALTER ROLE supabase_admin PASSWORD NULL")  # no admin login possible
+
+    check = role_passwords_match(
+        supabase_db.address, ("anon", "authenticator"), supabase_db.password
+    )
+
+    assert check == {"authenticator": True}
+    assert check.not_probed == {"anon": "role cannot log in (NOLOGIN)"}
