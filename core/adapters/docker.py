@@ -1,0 +1,533 @@
+"""The Docker runtime: compose recreates services, the Docker SDK watches them.
+
+Recreating goes through the compose command (`docker compose`, or `docker-compose`
+v1), so `.env` stays the single source of truth and compose's own config hash
+stays right. Everything else (finding containers, health, environments, exec)
+goes through the Docker SDK, which reads state without a shell.
+
+    runtime = DockerRuntime()                      # compose command from ROTATOR_COMPOSE_COMMAND
+    runtime.services(project)                      # {"db": ServiceState(...), ...}
+    runtime.recreate(project, env, ["auth", "rest"])
+    runtime.exec_in(project, "db", ["psql", "-U", "supabase_admin", "-f", "-"], stdin=sql)
+
+Secrets never travel in argv or in the compose process's environment: compose
+reads them from the project's `.env` itself, and exec input travels on stdin.
+Compose output and container logs are redacted before they leave this module.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from core.compose import ComposeProject
+from core.errors import PreflightFailed, RuntimeFailure
+from core.redact import redact, secret_values
+from core.runtime import ServiceState
+
+__all__ = ["DEFAULT_COMPOSE_COMMAND", "DockerRuntime"]
+
+DEFAULT_COMPOSE_COMMAND = "docker compose"
+"""Used when neither the constructor nor ROTATOR_COMPOSE_COMMAND names one."""
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+"""Used when DOCKER_HOST is unset. The Docker CLI context is deliberately ignored."""
+
+COMPOSE_TIMEOUT_S = 600.0
+"""How long one `compose up` may run (it stops old containers, up to 10 s each)."""
+
+EXEC_TIMEOUT_S = 300.0
+"""How long a command run by `exec_in` may stay silent before it is abandoned."""
+
+LOG_LINES = 30
+"""How many of a failed service's last log lines a RuntimeFailure carries."""
+
+POLL_INTERVAL_S = 0.2
+
+_LABEL_PROJECT = "com.docker.compose.project"
+_LABEL_SERVICE = "com.docker.compose.service"
+_LABEL_ONEOFF = "com.docker.compose.oneoff"
+_LABEL_WORKING_DIR = "com.docker.compose.project.working_dir"
+
+_COMPOSE_ENV_PASSTHROUGH = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "XDG_RUNTIME_DIR",
+    "DOCKER_CONFIG",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+)
+"""The only variables the compose process inherits (plus DOCKER_HOST, set explicitly).
+
+Compose prefers the shell's environment over `.env` when it interpolates, so a
+worker whose environment happened to hold POSTGRES_PASSWORD (or a COMPOSE_*
+setting) would silently recreate services with the wrong value. An allowlist
+also keeps the worker's own secrets (Slack and Redis credentials) out of compose.
+"""
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """One poll's judgement of a recreated service."""
+
+    ready: bool
+    failure: str = ""
+    container: Container | None = None
+
+
+class DockerRuntime:
+    """`core.runtime.Runtime` on a Docker engine, with the compose command for recreates.
+
+    Args:
+        compose_command: the compose command as argv, e.g. `["docker-compose"]`.
+            Defaults to ROTATOR_COMPOSE_COMMAND (split like a shell would), else
+            `docker compose`.
+        health_timeout_s: how long `recreate` waits for the recreated services
+            to be ready, all together.
+        client: a Docker SDK client. Defaults to one on DOCKER_HOST, else the
+            local socket, created on first use.
+    """
+
+    def __init__(
+        self,
+        *,
+        compose_command: Sequence[str] | None = None,
+        health_timeout_s: float = 120,
+        client: docker.DockerClient | None = None,
+    ) -> None:
+        if compose_command is None:
+            compose_command = shlex.split(
+                os.environ.get("ROTATOR_COMPOSE_COMMAND") or DEFAULT_COMPOSE_COMMAND
+            )
+        if not compose_command:
+            raise ValueError("the compose command is empty")
+        self.compose_command: tuple[str, ...] = tuple(compose_command)
+        self.health_timeout_s = health_timeout_s
+        self.docker_host = os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+        self._client = client
+
+    # -- the Runtime protocol -------------------------------------------------------------
+
+    def services(self, project: ComposeProject) -> dict[str, ServiceState]:
+        containers = self._containers(project)
+        self._check_working_dir(project, containers)
+        states: dict[str, ServiceState] = {}
+        for container in sorted(containers, key=_name):
+            state = _service_state(container)
+            known = states.get(state.service)
+            # With several containers for one service (scale > 1) report the worst.
+            if known is None or (known.is_ready and not state.is_ready):
+                states[state.service] = state
+        return states
+
+    def recreate(
+        self, project: ComposeProject, env: Mapping[str, str], services: Sequence[str]
+    ) -> None:
+        if not services:
+            return
+        secrets = secret_values(env)
+        everything = self._containers(project)
+        self._check_working_dir(project, everything)
+        wanted = set(services)
+        before = {c.id for c in everything if c.labels.get(_LABEL_SERVICE) in wanted}
+        self._compose_up(project, services, secrets)
+        self._wait_ready(project, services, before, secrets)
+
+    def container_env(self, project: ComposeProject, service: str) -> dict[str, str]:
+        return _env_of(self._container(project, service))
+
+    def resolve_host(self, project: ComposeProject, host: str) -> str:
+        for container in self._containers(project):
+            if container.labels.get(_LABEL_SERVICE) == host or _name(container) == host:
+                return _address(container, host)
+        if host in project.service_names():
+            raise RuntimeFailure(f"service {host} has no container", service=host)
+        return host
+
+    def exec_in(
+        self, project: ComposeProject, service: str, argv: Sequence[str], stdin: bytes = b""
+    ) -> tuple[int, bytes]:
+        """Run argv in the service's container, feeding stdin; returns (exit code, output).
+
+        The output is the command's stdout followed by its stderr; `exec_split`
+        keeps them apart.
+        """
+        code, out, err = self.exec_split(project, service, argv, stdin)
+        return code, out + err
+
+    # -- beyond the protocol ----------------------------------------------------------------
+
+    def exec_split(
+        self, project: ComposeProject, service: str, argv: Sequence[str], stdin: bytes = b""
+    ) -> tuple[int, bytes, bytes]:
+        """`docker exec -i` through the engine API: returns (exit code, stdout, stderr)."""
+        container = self._container(project, service)
+        if container.status != "running":
+            raise RuntimeFailure(
+                f"cannot exec in service {service}: its container is {container.status}",
+                service=service,
+            )
+        api = self.client.api
+        what = argv[0] if argv else "?"
+        try:
+            exec_id = str(
+                api.exec_create(container.id, list(argv), stdin=True, stdout=True, stderr=True)[
+                    "Id"
+                ]
+            )
+            conn = api.exec_start(exec_id, socket=True)
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(
+                f"exec of {what} in service {service} failed: {type(exc).__name__}",
+                service=service,
+            ) from exc
+        raw: Any = getattr(conn, "_sock", conn)
+        try:
+            raw.settimeout(EXEC_TIMEOUT_S)
+            stdout, stderr = _exchange(raw, stdin)
+        except OSError as exc:
+            raise RuntimeFailure(
+                f"exec of {what} in service {service} failed: {type(exc).__name__}",
+                service=service,
+            ) from exc
+        finally:
+            # Closing the SocketIO wrapper leaves the socket itself open.
+            raw.close()
+            conn.close()
+        return self._exec_exit_code(exec_id, service), stdout, stderr
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The SDK client, created on first use (creating one asks the engine its version)."""
+        if self._client is None:
+            try:
+                self._client = docker.DockerClient(base_url=self.docker_host)
+            except docker.errors.DockerException as exc:
+                raise PreflightFailed(
+                    f"cannot reach the Docker engine at {self.docker_host}: {exc}"
+                ) from exc
+        return self._client
+
+    # -- compose -----------------------------------------------------------------------------
+
+    def compose_argv(self, project: ComposeProject, services: Sequence[str]) -> list[str]:
+        """The `compose up` command line for these services. It holds no values."""
+        argv = [
+            *self.compose_command,
+            "-p",
+            project.name,
+            "--project-directory",
+            str(_directory(project)),
+        ]
+        for file in project.files:
+            argv += ["-f", str(file)]
+        return [*argv, "up", "-d", "--no-deps", "--force-recreate", *services]
+
+    def compose_env(self) -> dict[str, str]:
+        """The environment the compose process runs with (see _COMPOSE_ENV_PASSTHROUGH)."""
+        env = {key: os.environ[key] for key in _COMPOSE_ENV_PASSTHROUGH if key in os.environ}
+        env["DOCKER_HOST"] = self.docker_host
+        return env
+
+    def _compose_up(
+        self, project: ComposeProject, services: Sequence[str], secrets: Iterable[str]
+    ) -> None:
+        argv = self.compose_argv(project, services)
+        listed = ", ".join(services)
+        command = " ".join(self.compose_command)
+        try:
+            done = subprocess.run(
+                argv,
+                cwd=_directory(project),
+                env=self.compose_env(),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=COMPOSE_TIMEOUT_S,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            raise RuntimeFailure(
+                f"compose command not found: {command} (set ROTATOR_COMPOSE_COMMAND)"
+            ) from exc
+        except subprocess.TimeoutExpired as exc:
+            output = _decode(exc.stderr) if isinstance(exc.stderr, bytes) else ""
+            raise RuntimeFailure(
+                f"{command} up did not finish within {COMPOSE_TIMEOUT_S:.0f} s for {listed}",
+                logs=_tail(redact(output, secrets)),
+            ) from exc
+        if done.returncode != 0:
+            output = _decode(done.stderr) + _decode(done.stdout)
+            raise RuntimeFailure(
+                f"{command} up exited with code {done.returncode} for {listed}",
+                logs=_tail(redact(output, secrets)),
+            )
+
+    # -- health -------------------------------------------------------------------------------
+
+    def _wait_ready(
+        self,
+        project: ComposeProject,
+        services: Sequence[str],
+        before: set[str | None],
+        secrets: list[str],
+    ) -> None:
+        deadline = time.monotonic() + self.health_timeout_s
+        pending = list(dict.fromkeys(services))
+        while True:
+            found: dict[str, list[Container]] = {s: [] for s in pending}
+            for container in self._containers(project, pending):
+                found[container.labels[_LABEL_SERVICE]].append(container)
+            still: list[str] = []
+            for service in pending:
+                verdict = _judge(service, found[service], before)
+                if verdict.failure:
+                    self._fail(service, verdict.failure, verdict.container, secrets)
+                if not verdict.ready:
+                    still.append(service)
+            pending = still
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                service = pending[0]
+                containers = found[service]
+                health = _health(containers[0]) if containers else "no container"
+                self._fail(
+                    service,
+                    f"did not turn healthy within {self.health_timeout_s:g} s (health: {health})",
+                    containers[0] if containers else None,
+                    secrets,
+                )
+            time.sleep(POLL_INTERVAL_S)
+
+    def _fail(
+        self, service: str, reason: str, container: Container | None, secrets: list[str]
+    ) -> None:
+        logs = ""
+        if container is not None:
+            # Redact what the container itself was given too, in case it differs from .env.
+            secrets = [*secrets, *secret_values(_env_of(container))]
+            logs = redact(_last_logs(container) + _last_health_output(container), secrets)
+        raise RuntimeFailure(
+            f"service {service} {reason} after recreate", service=service, logs=logs
+        )
+
+    # -- containers ---------------------------------------------------------------------------
+
+    def _containers(
+        self, project: ComposeProject, services: Sequence[str] | None = None
+    ) -> list[Container]:
+        """The project's service containers (one-off `run` containers excluded)."""
+        labels = [f"{_LABEL_PROJECT}={project.name}", f"{_LABEL_ONEOFF}=False"]
+        if services is not None and len(services) == 1:
+            labels.append(f"{_LABEL_SERVICE}={services[0]}")
+        try:
+            containers = self.client.containers.list(
+                all=True, filters={"label": labels}, ignore_removed=True
+            )
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(
+                f"cannot list the containers of project {project.name}: {type(exc).__name__}"
+            ) from exc
+        if services is not None:
+            wanted = set(services)
+            containers = [c for c in containers if c.labels.get(_LABEL_SERVICE) in wanted]
+        return containers
+
+    def _container(self, project: ComposeProject, service: str) -> Container:
+        containers = self._containers(project, [service])
+        if not containers:
+            raise RuntimeFailure(
+                f"service {service} has no container in project {project.name}", service=service
+            )
+        running = [c for c in containers if c.status == "running"]
+        return sorted(running or containers, key=_name)[0]
+
+    def _check_working_dir(self, project: ComposeProject, containers: list[Container]) -> None:
+        directory = _directory(project)
+        strangers: dict[str, list[str]] = {}
+        for container in containers:
+            label = container.labels.get(_LABEL_WORKING_DIR, "")
+            if not label or Path(label).resolve() != directory:
+                strangers.setdefault(label or "(no working_dir label)", []).append(_name(container))
+        if not strangers:
+            return
+        seen = "; ".join(
+            f"{where} ({', '.join(sorted(names))})" for where, names in sorted(strangers.items())
+        )
+        raise PreflightFailed(
+            f"containers of compose project {project.name} were started from another "
+            f"directory than {directory}: {seen}. Either another deployment uses the same "
+            f"project name, or rotator sees the Supabase directory at a different path than "
+            f"the Docker host does (a worker in a container must mount it at the same "
+            f"absolute path). Recreating from here would resolve relative bind mounts such "
+            f"as ./volumes/db/data against the wrong directory and could start db on an "
+            f"empty data directory. Nothing was changed."
+        )
+
+    def _exec_exit_code(self, exec_id: str, service: str) -> int:
+        deadline = time.monotonic() + 10
+        while True:
+            info = self.client.api.exec_inspect(exec_id)
+            code = info.get("ExitCode")
+            if not info.get("Running") and code is not None:
+                return int(code)
+            if time.monotonic() >= deadline:
+                raise RuntimeFailure(
+                    f"exec in service {service} ended without an exit code", service=service
+                )
+            time.sleep(0.05)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _directory(project: ComposeProject) -> Path:
+    return Path(project.directory).resolve()
+
+
+def _name(container: Container) -> str:
+    return container.name or str(container.id)
+
+
+def _health(container: Container) -> str:
+    health = container.attrs.get("State", {}).get("Health")
+    if not health:
+        return "none"
+    return str(health.get("Status", "none"))
+
+
+def _service_state(container: Container) -> ServiceState:
+    return ServiceState(
+        service=container.labels.get(_LABEL_SERVICE, ""),
+        container=_name(container),
+        status=container.status,
+        health=_health(container),
+    )
+
+
+def _judge(service: str, containers: list[Container], before: set[str | None]) -> _Verdict:
+    """Ready, failed (with why), or not yet; for all of a service's containers at once."""
+    if not containers:
+        return _Verdict(ready=False)
+    for container in containers:
+        if container.id in before:
+            return _Verdict(False, "kept its old container (compose did not recreate it)")
+        state = container.attrs.get("State", {})
+        status = container.status
+        if status in ("exited", "dead"):
+            return _Verdict(False, f"{status} with code {state.get('ExitCode')}", container)
+        if status == "restarting" or int(state.get("RestartCount") or 0) > 0:
+            # A restart policy turns "exited" into "restarting": the process died.
+            return _Verdict(False, "exited and is restarting", container)
+        if _health(container) == "unhealthy":
+            # Docker only counts failed checks after start_period, so this is final.
+            return _Verdict(False, "turned unhealthy", container)
+    if all(_service_state(c).is_ready for c in containers):
+        return _Verdict(ready=True)
+    return _Verdict(ready=False)
+
+
+def _env_of(container: Container) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in container.attrs.get("Config", {}).get("Env") or []:
+        key, _, value = str(item).partition("=")
+        env[key] = value
+    return env
+
+
+def _address(container: Container, host: str) -> str:
+    settings = container.attrs.get("HostConfig", {})
+    if settings.get("NetworkMode") == "host":
+        return "127.0.0.1"
+    networks = container.attrs.get("NetworkSettings", {}).get("Networks") or {}
+    for name in sorted(networks):
+        address = (networks[name] or {}).get("IPAddress")
+        if address:
+            return str(address)
+    raise RuntimeFailure(f"service {host} has no network address", service=host)
+
+
+def _last_logs(container: Container) -> str:
+    try:
+        logs = container.logs(stdout=True, stderr=True, tail=LOG_LINES)
+    except docker.errors.DockerException:
+        return ""
+    return _decode(logs)
+
+
+def _last_health_output(container: Container) -> str:
+    health = container.attrs.get("State", {}).get("Health") or {}
+    log = health.get("Log") or []
+    if not log:
+        return ""
+    output = str(log[-1].get("Output", "")).strip()
+    return f"\n[last health check, exit {log[-1].get('ExitCode')}] {output}\n" if output else ""
+
+
+def _decode(data: bytes | None) -> str:
+    return data.decode("utf-8", errors="replace") if data else ""
+
+
+def _tail(text: str, lines: int = LOG_LINES) -> str:
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+def _exchange(sock: Any, stdin: bytes) -> tuple[bytes, bytes]:
+    """Feed stdin to an attached exec (then close our write side) and read its output.
+
+    The engine multiplexes stdout and stderr on one stream of frames: an 8-byte
+    header (stream id, 3 zero bytes, big-endian payload length) and the payload.
+    Stdin is written from a thread so a command that answers before reading all
+    its input cannot deadlock us.
+    """
+    errors: list[OSError] = []
+
+    def feed() -> None:
+        try:
+            if stdin:
+                sock.sendall(stdin)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:  # the command may exit without reading its input
+            errors.append(exc)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    out = bytearray()
+    err = bytearray()
+    while True:
+        header = _read_exactly(sock, 8)
+        if header is None:
+            break
+        stream, length = struct.unpack(">BxxxL", header)
+        payload = _read_exactly(sock, length) or b""
+        (err if stream == 2 else out).extend(payload)
+    writer.join(timeout=5)
+    return bytes(out), bytes(err)
+
+
+def _read_exactly(sock: Any, n: int) -> bytes | None:
+    data = bytearray()
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            return None if not data else bytes(data)
+        data.extend(chunk)
+    return bytes(data)

@@ -1,0 +1,417 @@
+"""DockerRuntime against a real Docker engine and a real compose command.
+
+Each test gets its own three-service project (tests/fixtures/docker/trio: db <-
+auth <- api, host networking, health checks) under a unique project name, started
+with the same compose command the runtime uses, and removed afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shlex
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import docker
+import docker.errors
+import pytest
+from docker.models.containers import Container
+
+from core.adapters.docker import DockerRuntime
+from core.compose import ComposeProject
+from core.errors import PreflightFailed, RuntimeFailure
+from core.redact import REDACTED, redact, secret_values
+from tests.conftest import service_missing
+
+IMAGE = "rotator-testbed:latest"
+TRIO = Path(__file__).resolve().parents[1] / "fixtures" / "docker" / "trio"
+SERVICES = ("db", "auth", "api")
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    base_url = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        client = docker.DockerClient(base_url=base_url)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        service_missing(f"no Docker engine at {base_url} ({type(exc).__name__})")
+        raise  # unreachable: service_missing skips or fails
+    try:
+        client.images.get(IMAGE)
+    except docker.errors.ImageNotFound:
+        client.close()
+        service_missing(f"image {IMAGE} not built (tests/testbed/build-images.sh)")
+    yield client
+    client.close()
+
+
+@pytest.fixture(params=["docker-compose", "docker compose"])
+def compose_command(request: pytest.FixtureRequest) -> list[str]:
+    command = str(request.param)
+    argv = shlex.split(command)
+    found = shutil.which(argv[0]) is not None and (
+        subprocess.run([*argv, "version"], capture_output=True, check=False).returncode == 0
+    )
+    if not found:
+        if command == "docker-compose":
+            service_missing("docker-compose (compose v1) is not installed")
+        # The v2 plugin is optional: Debian's docker.io ships without it.
+        pytest.skip(f"`{command}` is not available here (no compose v2 plugin installed)")
+    return argv
+
+
+@dataclass
+class Trio:
+    """A running three-service project and the runtime pointed at it."""
+
+    directory: Path
+    env: dict[str, str]
+    runtime: DockerRuntime
+    client: docker.DockerClient
+    project: ComposeProject = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.write_env()
+
+    def write_env(self, **changes: str) -> None:
+        """Rewrite .env with these changes, as the engine's commit step would."""
+        self.env.update(changes)
+        text = "".join(f"{key}={value}\n" for key, value in self.env.items())
+        (self.directory / ".env").write_text(text)
+        self.project = ComposeProject.load(self.directory, dict(self.env))
+
+    @property
+    def name(self) -> str:
+        return self.env["COMPOSE_PROJECT_NAME"]
+
+    def container(self, service: str) -> Container:
+        found = self.client.containers.list(
+            all=True,
+            filters={
+                "label": [
+                    f"com.docker.compose.project={self.name}",
+                    f"com.docker.compose.service={service}",
+                ]
+            },
+        )
+        assert len(found) == 1, f"{service}: {len(found)} containers"
+        return found[0]
+
+    def snapshot(self) -> dict[str, tuple[str, str]]:
+        """Each service's (container id, State.StartedAt)."""
+        snap = {}
+        for service in SERVICES:
+            c = self.container(service)
+            snap[service] = (str(c.id), str(c.attrs["State"]["StartedAt"]))
+        return snap
+
+    def wait_ready(self, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            states = self.runtime.services(self.project)
+            if len(states) == len(SERVICES) and all(s.is_ready for s in states.values()):
+                return
+            assert time.monotonic() < deadline, f"trio never turned ready: {states}"
+            time.sleep(0.2)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _remove_project(client: docker.DockerClient, name: str) -> None:
+    label: dict[str, str | list[str] | bool] = {"label": f"com.docker.compose.project={name}"}
+    for container in client.containers.list(all=True, filters=label):
+        container.remove(force=True)
+    for network in client.networks.list(filters=label):
+        network.remove()
+
+
+@pytest.fixture
+def trio(
+    tmp_path: Path, docker_client: docker.DockerClient, compose_command: list[str]
+) -> Iterator[Trio]:
+    directory = tmp_path / "trio"
+    directory.mkdir()
+    shutil.copy(TRIO / "docker-compose.yml", directory / "docker-compose.yml")
+    name = f"rtrio{uuid.uuid4().hex[:10]}"
+    env = {
+        "COMPOSE_PROJECT_NAME": name,
+        "DB_PORT": str(_free_port()),
+        "AUTH_PORT": str(_free_port()),
+        "API_PORT": str(_free_port()),
+        "DB_PASSWORD": secrets.token_hex(16),
+        "AUTH_JWT_SECRET": secrets.token_urlsafe(24) + "/+=",  # URL-encoding changes it
+        "API_KEY": secrets.token_hex(20),
+    }
+    runtime = DockerRuntime(
+        compose_command=compose_command, health_timeout_s=30, client=docker_client
+    )
+    t = Trio(directory=directory, env=env, runtime=runtime, client=docker_client)
+    try:
+        subprocess.run(
+            [*compose_command, "-p", name, "up", "-d"],
+            cwd=directory,
+            env=runtime.compose_env(),
+            capture_output=True,
+            check=True,
+            timeout=180,
+        )
+        t.wait_ready()
+        yield t
+    finally:
+        _remove_project(docker_client, name)
+
+
+# -- services ------------------------------------------------------------------------------------
+
+
+@pytest.mark.docker
+def test_services_finds_each_service_by_its_compose_labels(trio: Trio) -> None:
+    states = trio.runtime.services(trio.project)
+
+    assert sorted(states) == sorted(SERVICES)
+    for service, state in states.items():
+        assert state.service == service
+        assert state.container == trio.container(service).name
+        assert (state.status, state.health) == ("running", "healthy")
+
+
+@pytest.mark.docker
+def test_containers_started_from_another_directory_are_refused(trio: Trio, tmp_path: Path) -> None:
+    # Same project name, different directory: another deployment, or a worker that
+    # sees the Supabase directory at another path than the Docker host does.
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(trio.directory, elsewhere)
+    impostor = ComposeProject.load(elsewhere, dict(trio.env))
+    before = trio.snapshot()
+
+    with pytest.raises(PreflightFailed) as services_error:
+        trio.runtime.services(impostor)
+    with pytest.raises(PreflightFailed) as recreate_error:
+        trio.runtime.recreate(impostor, trio.env, ["auth"])
+
+    for error in (services_error, recreate_error):
+        assert str(trio.directory.resolve()) in str(error.value)
+        assert "same absolute path" in str(error.value)
+    assert trio.snapshot() == before
+
+
+# -- recreate ------------------------------------------------------------------------------------
+
+
+@pytest.mark.docker
+def test_recreate_gives_the_service_a_new_container_and_leaves_the_others_running(
+    trio: Trio,
+) -> None:
+    before = trio.snapshot()
+    old_secret = trio.env["AUTH_JWT_SECRET"]
+    trio.write_env(AUTH_JWT_SECRET=secrets.token_hex(24))
+
+    started = time.monotonic()
+    trio.runtime.recreate(trio.project, trio.env, ["auth"])
+    elapsed = time.monotonic() - started
+    print(f"recreate auth (compose {' '.join(trio.runtime.compose_command)}): {elapsed:.2f} s")
+
+    after = trio.snapshot()
+    assert after["auth"][0] != before["auth"][0]
+    assert after["db"] == before["db"]  # same container, never restarted (StartedAt)
+    assert after["api"] == before["api"]  # a dependent is not touched either
+    env = trio.runtime.container_env(trio.project, "auth")
+    assert env["SERVICE_SECRET"] == trio.env["AUTH_JWT_SECRET"] != old_secret
+    assert all(s.is_ready for s in trio.runtime.services(trio.project).values())
+
+
+@pytest.mark.docker
+def test_recreate_takes_values_from_env_file_not_from_the_callers_environment(
+    trio: Trio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Compose prefers the shell's environment to .env; the runtime must not hand it one.
+    monkeypatch.setenv("AUTH_JWT_SECRET", "shell-value-that-must-not-win")
+    monkeypatch.setenv("COMPOSE_PROJECT_NAME", "some-other-project")
+    trio.write_env(AUTH_JWT_SECRET=secrets.token_hex(24))
+
+    trio.runtime.recreate(trio.project, trio.env, ["auth"])
+
+    env = trio.runtime.container_env(trio.project, "auth")
+    assert env["SERVICE_SECRET"] == trio.env["AUTH_JWT_SECRET"]
+    assert "AUTH_JWT_SECRET" not in trio.runtime.compose_env()
+
+
+@pytest.mark.docker
+def test_an_unhealthy_service_fails_the_recreate_with_its_name_and_redacted_logs(
+    trio: Trio,
+) -> None:
+    secret = trio.env["AUTH_JWT_SECRET"]
+    trio.write_env(AUTH_HEALTHY="no")
+
+    with pytest.raises(RuntimeFailure) as failure:
+        trio.runtime.recreate(trio.project, trio.env, ["auth"])
+
+    error = failure.value
+    assert error.service == "auth"
+    assert "auth" in str(error)
+    assert "turned unhealthy" in str(error)  # failed fast, not by timeout
+    assert "starting with secret" in error.logs  # the service's own log line is there...
+    assert REDACTED in error.logs
+    assert secret not in error.logs  # ...without the secret, raw or URL-encoded
+    assert quote(secret, safe="") not in error.logs
+    assert secret not in str(error)
+
+
+@pytest.mark.docker
+def test_a_crashing_service_fails_the_recreate_without_waiting_for_the_timeout(
+    trio: Trio,
+) -> None:
+    trio.write_env(AUTH_CRASH="yes")
+    trio.runtime.health_timeout_s = 600
+
+    started = time.monotonic()
+    with pytest.raises(RuntimeFailure) as failure:
+        trio.runtime.recreate(trio.project, trio.env, ["auth"])
+
+    assert failure.value.service == "auth"
+    assert "exited" in str(failure.value)
+    assert time.monotonic() - started < 600
+    assert trio.env["DB_PASSWORD"] not in failure.value.logs  # auth was given it too
+
+
+@pytest.mark.docker
+def test_a_service_still_starting_at_the_deadline_fails_the_recreate(trio: Trio) -> None:
+    # Failed checks during start_period do not count, so health stays "starting".
+    trio.write_env(AUTH_HEALTHY="no", START_PERIOD="300s")
+    trio.runtime.health_timeout_s = 3
+
+    with pytest.raises(RuntimeFailure) as failure:
+        trio.runtime.recreate(trio.project, trio.env, ["auth"])
+
+    assert failure.value.service == "auth"
+    assert "within 3 s (health: starting)" in str(failure.value)
+
+
+@pytest.mark.docker
+def test_a_compose_error_fails_the_recreate_and_stops_nothing(trio: Trio) -> None:
+    before = trio.snapshot()
+
+    with pytest.raises(RuntimeFailure) as failure:
+        trio.runtime.recreate(trio.project, trio.env, ["no-such-service"])
+
+    assert "exited with code" in str(failure.value)
+    assert "no-such-service" in failure.value.logs
+    assert trio.snapshot() == before
+
+
+# -- reading containers --------------------------------------------------------------------------
+
+
+@pytest.mark.docker
+def test_container_env_is_the_environment_the_container_was_created_with(trio: Trio) -> None:
+    env = trio.runtime.container_env(trio.project, "auth")
+
+    assert env["SERVICE_SECRET"] == trio.env["AUTH_JWT_SECRET"]
+    assert env["DB_PASSWORD"] == trio.env["DB_PASSWORD"]
+    assert env["PORT"] == trio.env["AUTH_PORT"]
+
+
+@pytest.mark.docker
+def test_resolve_host_maps_service_names_and_passes_other_hosts_through(trio: Trio) -> None:
+    db_name = trio.container("db").name
+    assert db_name is not None
+
+    # Host networking (the testbed): a service is reached on loopback.
+    assert trio.runtime.resolve_host(trio.project, "db") == "127.0.0.1"
+    assert trio.runtime.resolve_host(trio.project, db_name) == "127.0.0.1"
+    assert trio.runtime.resolve_host(trio.project, "db.example.internal") == "db.example.internal"
+
+
+@pytest.mark.docker
+def test_exec_in_feeds_stdin_and_returns_exit_code_and_output(trio: Trio) -> None:
+    program = (
+        "import sys; data = sys.stdin.buffer.read(); "
+        "sys.stdout.buffer.write(data[::-1]); sys.stderr.write('done'); sys.exit(3)"
+    )
+    payload = secrets.token_bytes(64)
+
+    code, output = trio.runtime.exec_in(trio.project, "db", ["python3", "-c", program], payload)
+    split = trio.runtime.exec_split(trio.project, "db", ["python3", "-c", program], payload)
+
+    assert (code, output) == (3, payload[::-1] + b"done")
+    assert split == (3, payload[::-1], b"done")
+
+
+@pytest.mark.docker
+def test_exec_in_streams_large_input_and_closes_stdin(trio: Trio) -> None:
+    payload = secrets.token_bytes(4 * 1024 * 1024)  # larger than any pipe buffer
+
+    assert trio.runtime.exec_in(trio.project, "db", ["cat"], payload) == (0, payload)
+    assert trio.runtime.exec_in(trio.project, "db", ["cat"]) == (0, b"")  # EOF reached
+
+
+@pytest.mark.docker
+def test_runtime_calls_on_a_missing_service_raise_runtime_failure(trio: Trio) -> None:
+    with pytest.raises(RuntimeFailure):
+        trio.runtime.container_env(trio.project, "no-such-service")
+    with pytest.raises(RuntimeFailure):
+        trio.runtime.exec_in(trio.project, "no-such-service", ["true"])
+
+
+# -- redaction of what the runtime reports (no engine needed) ------------------------------------
+
+
+def test_redact_removes_raw_url_encoded_and_base64_forms() -> None:
+    secret = "pa ss/word+42"
+
+    text = (
+        f"raw {secret}; url postgres://u:{quote(secret, safe='')}@db/x; "
+        f"b64 {base64.b64encode(secret.encode()).decode()}"
+    )
+
+    redacted = redact(text, [secret])
+
+    assert redacted == f"raw {REDACTED}; url postgres://u:{REDACTED}@db/x; b64 {REDACTED}"
+
+
+def test_redact_leaves_short_values_and_removes_nested_secrets_whole() -> None:
+    assert redact("port 5432 is true", ["5432", "true"]) == "port 5432 is true"
+    assert redact("key abcdefXYZ123", ["abcdef", "abcdefXYZ123"]) == f"key {REDACTED}"
+
+
+def test_secret_values_takes_keys_named_like_secrets() -> None:
+    env = {
+        "POSTGRES_PASSWORD": "pgpassword1",
+        "JWT_SECRET": "jwtsecret12",
+        "ANON_KEY": "anonkey123",
+        "SMTP_PASS": "smtppass12",
+        "LOGFLARE_PRIVATE_ACCESS_TOKEN": "logflare12",
+        "JWT_KEYS": '[{"kty":"oct","k":"c3ltbWV0cmljLXNlY3JldC1rZXk"}]',
+        "POSTGRES_HOST": "db",
+        "SITE_URL": "http://localhost:3000",
+        "EMPTY_SECRET": "",
+    }
+
+    values = secret_values(env)
+
+    assert set(values) == {
+        "pgpassword1",
+        "jwtsecret12",
+        "anonkey123",
+        "smtppass12",
+        "logflare12",
+        env["JWT_KEYS"],
+        "c3ltbWV0cmljLXNlY3JldC1rZXk",
+    }
