@@ -6,8 +6,14 @@ executes. It holds names only, never values, so it can travel anywhere.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from core.catalogue import Secret, Source, get_secret
+
+if TYPE_CHECKING:
+    from core.deployment import Deployment
 
 
 @dataclass(frozen=True)
@@ -47,3 +53,75 @@ class Plan:
             "members": list(self.members),
             "notes": list(self.notes),
         }
+
+
+SECONDS_PER_LEVEL = 10
+"""A rough cost of recreating one depends_on level: stop, start, first health check."""
+
+PLACEHOLDER = "rotator-plan-placeholder-value"
+"""Stands in for values a person will supply (smtp), so the plan can be computed before."""
+
+
+def make_plan(deployment: Deployment, secret: Secret, new: Mapping[str, str] | None = None) -> Plan:
+    """Compute what rotating `secret` changes in `deployment`.
+
+    `new` is the engine's staged values; without it, throwaway values are
+    generated, which change the same keys and so the same services.
+    """
+    current = deployment.values()
+    if new is None:
+        placeholders = {key: PLACEHOLDER for key in secret.given_keys if key in current}
+        new = secret.new_values(current, placeholders if secret.source is Source.GIVEN else None)
+    changed = {key: value for key, value in new.items() if current.get(key) != value}
+    after = current | changed
+    services = deployment.compose.changed_services(current, after)
+    levels = deployment.compose.restart_levels(services)
+    ordered = tuple(service for level in levels for service in level)
+    member_secrets = [get_secret(name) for name in secret.members] or [secret]
+    skipped = [name for name in secret.members if not set(get_secret(name).env_keys) & set(new)]
+    roles = secret.db_roles or tuple(
+        role
+        for member in member_secrets
+        if set(member.env_keys) & set(new)
+        for role in member.db_roles
+    )
+    notes = tuple(f"{name} is skipped: its keys are not configured in .env" for name in skipped)
+    return Plan(
+        secret=secret.name,
+        title=secret.title,
+        env_keys=tuple(sorted(changed)),
+        services=ordered,
+        restart_levels=tuple(tuple(level) for level in levels),
+        db_roles=roles,
+        impact=secret.impact,
+        logs_out_users=secret.logs_out_users,
+        downtime_estimate_s=_downtime_estimate(deployment, levels),
+        members=tuple(name for name in secret.members if name not in skipped),
+        notes=notes,
+    )
+
+
+def _downtime_estimate(deployment: Deployment, levels: list[list[str]]) -> int:
+    env = deployment.values()
+    total = 0
+    for level in levels:
+        start_periods = [
+            _seconds((deployment.compose.healthcheck(service, env) or {}).get("start_period", "0s"))
+            for service in level
+        ]
+        total += SECONDS_PER_LEVEL + max(start_periods, default=0)
+    return total
+
+
+def _seconds(duration: object) -> int:
+    """Compose durations like '20s', '1m30s', or a number of seconds."""
+    if isinstance(duration, int | float):
+        return int(duration)
+    total, number = 0, ""
+    for char in str(duration):
+        if char.isdigit():
+            number += char
+        elif number:
+            total += int(number) * {"h": 3600, "m": 60, "s": 1}.get(char, 0)
+            number = ""
+    return total

@@ -1,0 +1,244 @@
+"""The `rotator` command: the engine from a terminal, for when Slack is down.
+
+Exit codes: 0 success; 1 failed and rolled back; 2 usage or bad input,
+nothing changed; 3 left half-done, run `rotator recover`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.audit import AuditLog
+from core.catalogue import CATALOGUE, Source, get_secret
+from core.deployment import Deployment
+from core.envfile import EnvFile
+from core.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, RotatorError
+from core.plan import Plan, make_plan
+from core.progress import ConsoleProgress
+from core.report import format_plan, format_result
+
+if TYPE_CHECKING:
+    from core.runtime import Runtime
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except RotatorError as exc:
+        print(f"rotator: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("rotator: interrupted", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        # A foreign exception's message may quote a statement or an environment;
+        # show only its type unless someone asks for the traceback.
+        if os.environ.get("ROTATOR_DEBUG") == "1":
+            raise
+        print(
+            f"rotator: internal error ({type(exc).__name__}); rerun with ROTATOR_DEBUG=1 "
+            "for the traceback. If a rotation was running, run `rotator recover`.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rotator",
+        description="Rotate the secrets of a self-hosted Supabase deployment.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def project_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--project",
+            type=Path,
+            default=Path(os.environ.get("ROTATOR_PROJECT", ".")),
+            help="the Supabase docker directory (.env and compose files); default: .",
+        )
+
+    p = commands.add_parser("secrets", help="list the secrets rotator can rotate")
+    p.set_defaults(handler=cmd_secrets)
+
+    p = commands.add_parser("plan", help="show what rotating SECRET would change")
+    p.add_argument("secret")
+    project_arg(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=cmd_plan)
+
+    p = commands.add_parser("rotate", help="rotate SECRET now")
+    p.add_argument("secret")
+    project_arg(p)
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    p.add_argument(
+        "--values-file",
+        type=Path,
+        help="KEY=VALUE lines for secrets your provider issues (smtp); never on the command line",
+    )
+    p.add_argument("--actor", default=default_actor(), help="who is rotating, for the audit log")
+    p.set_defaults(handler=cmd_rotate)
+
+    p = commands.add_parser("recover", help="finish or undo a rotation left half-done")
+    project_arg(p)
+    p.add_argument("--actor", default=default_actor())
+    p.set_defaults(handler=cmd_recover)
+
+    p = commands.add_parser("verify", help="check that the running deployment matches .env")
+    project_arg(p)
+    p.set_defaults(handler=cmd_verify)
+
+    p = commands.add_parser("history", help="the audit log: who rotated what, when, how it ended")
+    project_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_history)
+    return parser
+
+
+def default_actor() -> str:
+    user = os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"
+    return f"{user}@{socket.gethostname()} (terminal)"
+
+
+def docker_runtime() -> Runtime:
+    from core.adapters.docker import DockerRuntime  # Docker is only needed to act
+
+    return DockerRuntime()
+
+
+# ----------------------------------------------------------------------- commands
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    for secret in CATALOGUE.values():
+        status = f"refused: {secret.refused}" if secret.refused else secret.impact
+        print(f"{secret.name:22} {secret.title}\n{'':22} {status}")
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    plan = make_plan(Deployment.load(args.project), get_secret(args.secret))
+    if args.json:
+        print(json.dumps(plan.to_json(), indent=2))
+    else:
+        print(format_plan(plan))
+    return EXIT_OK
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    from core.engine import Engine, Outcome
+
+    deployment = Deployment.load(args.project)
+    secret = get_secret(args.secret)
+    given = (
+        read_given_values(secret.name, args.values_file) if secret.source is Source.GIVEN else None
+    )
+    if args.dry_run:
+        print(format_plan(make_plan(deployment, secret)))
+        print("\ndry run: nothing was changed")
+        return EXIT_OK
+    engine = Engine(
+        deployment,
+        docker_runtime(),
+        ConsoleProgress(),
+        actor=args.actor,
+        confirm=None if args.yes else confirm_on_terminal,
+    )
+    result = engine.rotate(secret.name, given=given)
+    print(format_result(result))
+    return EXIT_OK if result.outcome is Outcome.FINISHED else EXIT_FAILED
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from core.engine import Engine, Outcome
+
+    engine = Engine(
+        Deployment.load(args.project), docker_runtime(), ConsoleProgress(), actor=args.actor
+    )
+    result = engine.recover()
+    print(format_result(result))
+    return EXIT_OK if result.outcome is Outcome.FINISHED else EXIT_FAILED
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from core.verify import verify_current
+
+    checks = verify_current(Deployment.load(args.project), docker_runtime())
+    for check in checks:
+        print(f"{'✓' if check.ok else '✗'} {check.name}: {check.evidence}")
+    return EXIT_OK if all(check.ok for check in checks) else EXIT_FAILED
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    deployment = Deployment.load(args.project)
+    log = AuditLog(deployment.state_dir / "audit.log")
+    records = log.records()
+    broken = log.verify_chain()
+    if args.json:
+        print(json.dumps({"records": [r.__dict__ for r in records], "broken_at": broken}, indent=2))
+    else:
+        for r in records:
+            when = datetime.fromtimestamp(r.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            print(f"{when}  {r.rotation_id}  {r.secret:20} {r.result:15} {r.actor}  {r.detail}")
+        if not records:
+            print("no rotations recorded yet")
+    if broken is not None:
+        print(
+            f"rotator: the audit log was edited: the chain breaks at line {broken}", file=sys.stderr
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def confirm_on_terminal(plan: Plan) -> bool:
+    print(format_plan(plan))
+    if not sys.stdin.isatty():
+        raise InputError("stdin is not a terminal, so rotator cannot ask: pass --yes to rotate")
+    return input("\nRotate now? [y/N] ").strip().lower() in ("y", "yes")
+
+
+def read_given_values(secret_name: str, values_file: Path | None) -> dict[str, str]:
+    """Values people supply (smtp): from a file, or typed without echo. Never argv."""
+    keys = get_secret(secret_name).given_keys
+    if values_file is not None:
+        if not values_file.is_file():
+            raise InputError(f"{values_file}: no such file")
+        parsed = EnvFile.read(values_file).as_dict()
+        unknown = sorted(set(parsed) - set(keys))
+        if unknown:
+            raise InputError(
+                f"{values_file}: {', '.join(unknown)} not part of {secret_name}; "
+                f"expected {', '.join(keys)}"
+            )
+        return parsed
+    if not sys.stdin.isatty():
+        raise InputError(
+            f"{secret_name} needs {', '.join(keys)} from your provider: "
+            f"pass --values-file FILE with KEY=VALUE lines"
+        )
+    values = {}
+    for key in keys:
+        value = getpass.getpass(f"{key} (leave empty to keep the current value): ")
+        if value:
+            values[key] = value
+    return values
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,415 @@
+"""The rotation engine: the protocol of DESIGN.md, step by step.
+
+    preflight -> backup -> stage -> apply -> commit -> restart -> verify -> finish
+                                        \\________ any failure ________/-> roll back
+
+Every step is idempotent and bracketed by journal writes, so a process killed
+at any instant leaves a journal that `recover` can finish or undo. The moves
+below (`_set_database`, `_set_env`, `_restart`) each bring one part of the
+deployment to a target state whatever state it is in, which is what makes
+both rollback and recovery the same few calls in another order.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from core.adapters.postgres import (
+    DbAddress,
+    accepts_password,
+    change_shared_password,
+    connect_as,
+)
+from core.audit import AuditLog, new_record
+from core.catalogue import Secret, Source, get_secret
+from core.checklist import ChecklistItem, build_checklist
+from core.deployment import Deployment
+from core.envfile import backup, write_atomic
+from core.errors import (
+    DatabaseRefused,
+    InputError,
+    PreflightFailed,
+    RecoveryNeeded,
+    RotationInProgress,
+    RotatorError,
+    StepFailed,
+    VerificationFailed,
+)
+from core.journal import Journal, JournalState, Phase, Step
+from core.lock import deployment_lock
+from core.plan import Plan, make_plan
+from core.progress import (
+    CheckResult,
+    Event,
+    Note,
+    Progress,
+    StepFinished,
+    StepStarted,
+    emit_safely,
+)
+from core.progress import (
+    StepFailed as StepFailedEvent,
+)
+from core.runtime import Runtime
+from core.verify import (
+    ADMIN_ROLE,
+    check_db_passwords,
+    check_no_stragglers,
+    check_services_ready,
+    db_address,
+    gateway_probes,
+    gateway_url,
+    run_probe,
+)
+
+PASSWORD_KEY = "POSTGRES_PASSWORD"  # noqa: S105 - a key name, not a password
+
+
+class Outcome(StrEnum):
+    FINISHED = "finished"
+    ROLLED_BACK = "rolled_back"
+
+
+@dataclass
+class RotationResult:
+    rotation_id: str
+    secret: str
+    outcome: Outcome
+    plan: Plan
+    checks: list[CheckResult] = field(default_factory=list)
+    checklist: list[ChecklistItem] = field(default_factory=list)
+    error: str = ""
+    """Why it rolled back, in words; empty when it finished."""
+    failed_service: str = ""
+    failed_logs: str = ""
+    """The failed service's last log lines, secrets redacted."""
+
+
+def new_rotation_id() -> str:
+    return "r-" + secrets.token_hex(4)
+
+
+class Engine:
+    def __init__(
+        self,
+        deployment: Deployment,
+        runtime: Runtime,
+        progress: Progress,
+        *,
+        actor: str,
+        http_probes: bool = True,
+        confirm: Callable[[Plan], bool] | None = None,
+    ) -> None:
+        self.deployment = deployment
+        self.runtime = runtime
+        self.progress = progress
+        self.actor = actor
+        self.http_probes = http_probes
+        self.confirm = confirm
+        self.journal = Journal(deployment.state_dir / "journal.json")
+        self.audit = AuditLog(deployment.state_dir / "audit.log")
+
+    # ----------------------------------------------------------------- use cases
+
+    def rotate(
+        self,
+        secret_name: str,
+        *,
+        given: Mapping[str, str] | None = None,
+        rotation_id: str | None = None,
+    ) -> RotationResult:
+        secret = get_secret(secret_name)
+        rotation_id = rotation_id or new_rotation_id()
+        self.deployment.ensure_state_dir()
+        with deployment_lock(self.deployment.state_dir):
+            if self.journal.exists():
+                open_id = self.journal.load().rotation_id
+                raise RotationInProgress(
+                    f"rotation {open_id} is still open on {self.deployment.directory}; "
+                    "run `rotator recover` to finish or undo it first"
+                )
+            current = self.deployment.values()
+            new = secret.new_values(current, self._given(secret, given))
+            plan = make_plan(self.deployment, secret, new)
+            if self.confirm is not None and not self.confirm(plan):
+                raise InputError("cancelled; nothing was changed")
+            state = JournalState(
+                rotation_id=rotation_id,
+                secret=secret.name,
+                actor=self.actor,
+                plan=plan.to_json(),
+                old={key: current.get(key, "") for key in new},
+                new=dict(new),
+            )
+            try:
+                with self._step(state, Step.PREFLIGHT, persist=False):
+                    self._preflight(plan, current)
+            except RotatorError as exc:
+                self._audit(state, "refused", str(exc))
+                raise
+            return self._forward(state, plan)
+
+    def recover(self) -> RotationResult:
+        """Finish or undo the open rotation, deciding from the journal and the database."""
+        with deployment_lock(self.deployment.ensure_state_dir()):
+            if not self.journal.exists():
+                raise InputError(f"no rotation is open on {self.deployment.directory}")
+            state = self.journal.load()
+            plan = make_plan_from_journal(state)
+            db_holds = self._database_holds(state, plan)
+            emit_safely(
+                self.progress,
+                Note(
+                    f"rotation {state.rotation_id} ({state.secret}) stopped in "
+                    f"{state.current or (state.done[-1] if state.done else 'preflight')}"
+                    + (f"; the database accepts the {db_holds} password" if db_holds else "")
+                ),
+            )
+            committed = state.reached(Step.COMMIT) and state.phase is Phase.FORWARD
+            if committed:
+                emit_safely(self.progress, Note("the new values were committed: finishing"))
+                return self._forward(state, plan, resume=True)
+            emit_safely(self.progress, Note("the new values were not committed: undoing"))
+            return self._roll_back(state, plan, reason="recovered after an interrupted rotation")
+
+    # ------------------------------------------------------------------ protocol
+
+    def _forward(self, state: JournalState, plan: Plan, *, resume: bool = False) -> RotationResult:
+        try:
+            if not resume:
+                with self._step(state, Step.BACKUP):
+                    state.backup = str(
+                        backup(self.deployment.env_path, self.deployment.state_dir / "backups")
+                    )
+                with self._step(state, Step.STAGE, detail=f"{len(state.new)} new value(s)"):
+                    pass  # the journal write around this step is the staging
+            with self._step(state, Step.APPLY, detail=self._apply_detail(plan)):
+                self._set_database(plan, target=state.new, other=state.old)
+            with self._step(state, Step.COMMIT, detail="keys: " + ", ".join(plan.env_keys)):
+                self._set_env(state.new)
+            with self._step(state, Step.RESTART, detail=self._restart_detail(plan)):
+                self._restart(plan)
+            with self._step(state, Step.VERIFY):
+                checks = self._verify(plan, accepted=state.new, refused=state.old)
+        except StepFailed as exc:
+            return self._roll_back(state, plan, reason=str(exc), failure=exc)
+        self._emit(StepStarted(Step.FINISH.value))
+        self.journal.remove()
+        self._audit(state, "finished", f"services recreated: {', '.join(plan.services) or 'none'}")
+        self._emit(StepFinished(Step.FINISH.value, "journal removed, audit record written"))
+        return RotationResult(
+            rotation_id=state.rotation_id,
+            secret=state.secret,
+            outcome=Outcome.FINISHED,
+            plan=plan,
+            checks=checks,
+            checklist=build_checklist(plan, checks, state.backup),
+        )
+
+    def _roll_back(
+        self, state: JournalState, plan: Plan, *, reason: str, failure: StepFailed | None = None
+    ) -> RotationResult:
+        state.phase = Phase.ROLLING_BACK
+        self.journal.save(state)
+        self._emit(Note(f"rolling back: {reason}"))
+        try:
+            self._emit(StepStarted("rollback", "restoring the old values"))
+            self._set_database(plan, target=state.old, other=state.new)
+            self._set_env(state.old)
+            if state.reached(Step.COMMIT) or state.current in (
+                Step.COMMIT.value,
+                Step.RESTART.value,
+            ):
+                self._restart(plan)
+            checks = self._verify(plan, accepted=state.old, refused=state.new)
+            self._emit(StepFinished("rollback", "the old values are back in place"))
+        except RotatorError as exc:
+            self._audit(state, "needs_recovery", f"rollback failed: {exc}")
+            raise RecoveryNeeded(
+                f"rotation {state.rotation_id} failed ({reason}) and rolling back failed too "
+                f"({exc}); the journal is kept: run `rotator recover` once the cause is fixed"
+            ) from None
+        self.journal.remove()
+        self._audit(state, "rolled_back", reason)
+        return RotationResult(
+            rotation_id=state.rotation_id,
+            secret=state.secret,
+            outcome=Outcome.ROLLED_BACK,
+            plan=plan,
+            checks=checks,
+            error=reason,
+            failed_service=getattr(failure, "service", ""),
+            failed_logs=getattr(failure, "logs", ""),
+        )
+
+    # --------------------------------------------------------------- the moves
+
+    def _preflight(self, plan: Plan, current: Mapping[str, str]) -> None:
+        shadowed = sorted(key for key in plan.env_keys if key in os.environ)
+        if shadowed:
+            raise PreflightFailed(
+                f"{', '.join(shadowed)} set in rotator's own environment; compose would use "
+                "it instead of .env. Unset it and try again. Nothing was changed."
+            )
+        ready = check_services_ready(self.deployment, self.runtime, plan.services)
+        if not ready.ok:
+            raise PreflightFailed(f"{ready.evidence}; fix them first. Nothing was changed.")
+        if plan.db_roles:
+            try:
+                connect_as(self._db_address(), ADMIN_ROLE, current[PASSWORD_KEY]).close()
+            except DatabaseRefused as exc:
+                raise DatabaseRefused(
+                    f"{exc}. The POSTGRES_PASSWORD in .env and the database already disagree, "
+                    "so rotating from here would lock every service out. Way out: set the "
+                    "password through the db container's local socket, which needs no "
+                    "password: `rotator rotate postgres-password --via-socket`. "
+                    "Nothing was changed."
+                ) from None
+
+    def _set_database(
+        self, plan: Plan, *, target: Mapping[str, str], other: Mapping[str, str]
+    ) -> None:
+        """Make the database roles accept target[POSTGRES_PASSWORD], whatever they accept now."""
+        if not plan.db_roles or PASSWORD_KEY not in target:
+            return
+        address = self._db_address()
+        wanted, previous = target[PASSWORD_KEY], other[PASSWORD_KEY]
+        admin_password = previous if accepts_password(address, ADMIN_ROLE, previous) else wanted
+        env = self.deployment.values()
+        change = change_shared_password(
+            address,
+            ADMIN_ROLE,
+            admin_password,
+            wanted,
+            plan.db_roles,
+            analytics_host=env.get("POSTGRES_HOST") or "db",
+            analytics_port=int(env.get("POSTGRES_PORT") or "5432"),
+        )
+        if change.missing:
+            self._emit(Note("roles not in this database, skipped: " + ", ".join(change.missing)))
+
+    def _set_env(self, values: Mapping[str, str]) -> None:
+        current = self.deployment.env
+        if all(current.get(key) == value for key, value in values.items()):
+            return
+        write_atomic(self.deployment.env_path, current.replace(values).render())
+        self.deployment = self.deployment.reload()
+
+    def _restart(self, plan: Plan) -> None:
+        env = self.deployment.values()
+        for level in plan.restart_levels:
+            self._emit(Note("recreating " + ", ".join(level)))
+            self.runtime.recreate(self.deployment.compose, env, list(level))
+
+    def _verify(
+        self, plan: Plan, *, accepted: Mapping[str, str], refused: Mapping[str, str] | None
+    ) -> list[CheckResult]:
+        checks = [check_services_ready(self.deployment, self.runtime)]
+        if refused is not None:
+            changed = {k: v for k, v in refused.items() if v and accepted.get(k) != v}
+            checks.append(check_no_stragglers(self.deployment, self.runtime, changed))
+        if plan.db_roles and PASSWORD_KEY in accepted:
+            old = refused.get(PASSWORD_KEY) if refused else None
+            checks += check_db_passwords(
+                self._db_address(), plan.db_roles, accepted[PASSWORD_KEY], old
+            )
+        if self.http_probes:
+            env = self.deployment.values()
+            probes = gateway_probes(
+                refused or {}, accepted, dashboard_user=env.get("DASHBOARD_USERNAME", "")
+            )
+            checks += [run_probe(gateway_url(env), probe) for probe in probes]
+        for check in checks:
+            self._emit(check)
+        failed = [c for c in checks if not c.ok]
+        if failed:
+            raise VerificationFailed(
+                "verification failed: " + "; ".join(f"{c.name} ({c.evidence})" for c in failed),
+                step=Step.VERIFY.value,
+            )
+        return checks
+
+    def _database_holds(self, state: JournalState, plan: Plan) -> str:
+        """'new', 'old' or '' (neither, or no database in this rotation)."""
+        if not plan.db_roles or PASSWORD_KEY not in state.new:
+            return ""
+        address = self._db_address()
+        for label, values in (("new", state.new), ("old", state.old)):
+            if accepts_password(address, ADMIN_ROLE, values[PASSWORD_KEY]):
+                return label
+        raise DatabaseRefused(
+            "the database accepts neither the old nor the new password for "
+            f"{ADMIN_ROLE}; reset it through the db container's local socket "
+            "(docker compose exec db psql -U supabase_admin), then run `rotator recover` again"
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    @contextmanager
+    def _step(
+        self, state: JournalState, step: Step, *, detail: str = "", persist: bool = True
+    ) -> Iterator[None]:
+        self._emit(StepStarted(step.value, detail))
+        if persist:
+            self.journal.start(state, step)
+        started = time.monotonic()
+        try:
+            yield
+        except RotatorError as exc:
+            self._emit(StepFailedEvent(step.value, str(exc)))
+            if isinstance(exc, StepFailed) and not exc.step:
+                exc.step = step.value
+            raise
+        if persist:
+            self.journal.complete(state, step)
+        self._emit(StepFinished(step.value, detail, time.monotonic() - started))
+
+    def _emit(self, event: Event) -> None:
+        emit_safely(self.progress, event)
+
+    def _db_address(self) -> DbAddress:
+        return db_address(self.deployment, self.runtime)
+
+    def _given(self, secret: Secret, given: Mapping[str, str] | None) -> Mapping[str, str] | None:
+        if secret.source is Source.GIVEN and not given:
+            raise InputError(
+                f"{secret.name} values are issued by your provider, not generated: supply "
+                f"{', '.join(secret.given_keys)} (rotator rotate {secret.name} --values-file FILE)"
+            )
+        return given
+
+    def _apply_detail(self, plan: Plan) -> str:
+        if plan.db_roles:
+            return f"ALTER ROLE for {len(plan.db_roles)} roles in one transaction"
+        return "nothing to change outside .env"
+
+    def _restart_detail(self, plan: Plan) -> str:
+        return " → ".join(", ".join(level) for level in plan.restart_levels) or "no services"
+
+    def _audit(self, state: JournalState, result: str, detail: str) -> None:
+        self.audit.append(
+            new_record(state.rotation_id, self.actor, "rotate", state.secret, result, detail)
+        )
+
+
+def make_plan_from_journal(state: JournalState) -> Plan:
+    raw = state.plan
+    return Plan(
+        secret=raw["secret"],
+        title=raw["title"],
+        env_keys=tuple(raw["env_keys"]),
+        services=tuple(raw["services"]),
+        restart_levels=tuple(tuple(level) for level in raw["restart_levels"]),
+        db_roles=tuple(raw["db_roles"]),
+        impact=raw["impact"],
+        logs_out_users=raw["logs_out_users"],
+        downtime_estimate_s=raw["downtime_estimate_s"],
+        members=tuple(raw.get("members", ())),
+        notes=tuple(raw.get("notes", ())),
+    )

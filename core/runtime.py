@@ -1,0 +1,71 @@
+"""The port through which the engine touches running containers.
+
+The engine never imports Docker. It asks a `Runtime` to check the deployment,
+recreate services and read their environments; `core.adapters.docker` is the
+real implementation, and tests may pass one that records what it was asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.compose import ComposeProject
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What the runtime knows of one compose service's container."""
+
+    service: str
+    container: str
+    status: str
+    """Docker's state: running, exited, restarting, ..."""
+    health: str
+    """healthy, unhealthy, starting, or none when the service has no health check."""
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == "running" and self.health in ("healthy", "none")
+
+
+class Runtime(Protocol):
+    def services(self, project: ComposeProject) -> dict[str, ServiceState]:
+        """The deployment's containers, found by their compose labels, by service name.
+
+        Raises PreflightFailed when containers of this project name run from
+        another directory (compose's working_dir label), so rotator never
+        edits one deployment while restarting another.
+        """
+        ...
+
+    def recreate(
+        self, project: ComposeProject, env: Mapping[str, str], services: Sequence[str]
+    ) -> None:
+        """Recreate these services (one depends_on level) and wait until each is healthy.
+
+        `env` is the deployment's .env as compose will read it; it is passed so an
+        implementation can redact it from the logs it reports. Raises
+        RuntimeFailure naming the first service that failed, with its last log
+        lines, redacted.
+        """
+        ...
+
+    def container_env(self, project: ComposeProject, service: str) -> dict[str, str]:
+        """The environment the service's running container was created with."""
+        ...
+
+    def resolve_host(self, project: ComposeProject, host: str) -> str:
+        """An address the engine can reach for `host`: a compose service name
+        becomes its container's address; anything else is returned as is."""
+        ...
+
+    def exec_in(
+        self, project: ComposeProject, service: str, argv: Sequence[str], stdin: bytes = b""
+    ) -> tuple[int, bytes]:
+        """Run argv in the service's container, feeding stdin; returns (exit code, output).
+
+        Secrets travel in stdin, never in argv, so they never show in `ps`.
+        """
+        ...
