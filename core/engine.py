@@ -25,6 +25,8 @@ from core.adapters.postgres import (
     accepts_password,
     change_shared_password,
     connect_as,
+    reset_pooler_tenant,
+    shared_password_script,
 )
 from core.audit import AuditLog, new_record
 from core.catalogue import Secret, Source, get_secret
@@ -32,6 +34,7 @@ from core.checklist import ChecklistItem, build_checklist
 from core.deployment import Deployment
 from core.envfile import backup, write_atomic
 from core.errors import (
+    DatabaseError,
     DatabaseRefused,
     InputError,
     PreflightFailed,
@@ -56,6 +59,7 @@ from core.progress import (
 from core.progress import (
     StepFailed as StepFailedEvent,
 )
+from core.redact import redact
 from core.runtime import Runtime
 from core.verify import (
     ADMIN_ROLE,
@@ -104,6 +108,7 @@ class Engine:
         *,
         actor: str,
         http_probes: bool = True,
+        via_socket: bool = False,
         confirm: Callable[[Plan], bool] | None = None,
     ) -> None:
         self.deployment = deployment
@@ -111,6 +116,9 @@ class Engine:
         self.progress = progress
         self.actor = actor
         self.http_probes = http_probes
+        self.via_socket = via_socket
+        """Change role passwords through psql on the db container's local socket, which
+        needs no password: the way out when the database refuses the one in .env."""
         self.confirm = confirm
         self.journal = Journal(deployment.state_dir / "journal.json")
         self.audit = AuditLog(deployment.state_dir / "audit.log")
@@ -245,7 +253,9 @@ class Engine:
             checks=checks,
             error=reason,
             failed_service=getattr(failure, "service", ""),
-            failed_logs=getattr(failure, "logs", ""),
+            failed_logs=redact(
+                getattr(failure, "logs", ""), [*state.old.values(), *state.new.values()]
+            ),
         )
 
     # --------------------------------------------------------------- the moves
@@ -260,7 +270,9 @@ class Engine:
         ready = check_services_ready(self.deployment, self.runtime, plan.services)
         if not ready.ok:
             raise PreflightFailed(f"{ready.evidence}; fix them first. Nothing was changed.")
-        if plan.db_roles:
+        if plan.db_roles and self.via_socket:
+            self._psql(b"SELECT 1;\n")
+        elif plan.db_roles or plan.resets_pooler_tenant:
             try:
                 connect_as(self._db_address(), ADMIN_ROLE, current[PASSWORD_KEY]).close()
             except DatabaseRefused as exc:
@@ -275,24 +287,47 @@ class Engine:
     def _set_database(
         self, plan: Plan, *, target: Mapping[str, str], other: Mapping[str, str]
     ) -> None:
-        """Make the database roles accept target[POSTGRES_PASSWORD], whatever they accept now."""
+        """Make the database roles accept target[POSTGRES_PASSWORD], whatever they accept
+        now; or, when only VAULT_ENC_KEY changes, reset the pooler's stored tenant."""
+        env = self.deployment.values()
+        host, port = env.get("POSTGRES_HOST") or "db", int(env.get("POSTGRES_PORT") or "5432")
         if not plan.db_roles or PASSWORD_KEY not in target:
+            if plan.resets_pooler_tenant:
+                reset_pooler_tenant(self._db_address(), ADMIN_ROLE, env[PASSWORD_KEY])
+            return
+        wanted, previous = target[PASSWORD_KEY], other[PASSWORD_KEY]
+        if self.via_socket:
+            script = shared_password_script(
+                wanted, plan.db_roles, analytics_host=host, analytics_port=port
+            )
+            self._psql(script.encode())
             return
         address = self._db_address()
-        wanted, previous = target[PASSWORD_KEY], other[PASSWORD_KEY]
         admin_password = previous if accepts_password(address, ADMIN_ROLE, previous) else wanted
-        env = self.deployment.values()
         change = change_shared_password(
             address,
             ADMIN_ROLE,
             admin_password,
             wanted,
             plan.db_roles,
-            analytics_host=env.get("POSTGRES_HOST") or "db",
-            analytics_port=int(env.get("POSTGRES_PORT") or "5432"),
+            analytics_host=host,
+            analytics_port=port,
         )
         if change.missing:
             self._emit(Note("roles not in this database, skipped: " + ", ".join(change.missing)))
+
+    def _psql(self, script: bytes) -> None:
+        """Run a psql script as supabase_admin over the db container's local socket."""
+        compose = self.deployment.compose
+        host = self.deployment.values().get("POSTGRES_HOST") or "db"
+        service = host if host in compose.service_names() else "db"
+        argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", ADMIN_ROLE, "-d", "_supabase"]
+        code, output = self.runtime.exec_in(compose, service, argv, stdin=script)
+        if code != 0:
+            text = redact(output.decode(errors="replace"), self.deployment.values().values())
+            raise DatabaseError(
+                f"psql in the {service} container failed (exit {code}): {text.strip()[-500:]}"
+            )
 
     def _set_env(self, values: Mapping[str, str]) -> None:
         current = self.deployment.env
@@ -410,6 +445,7 @@ def make_plan_from_journal(state: JournalState) -> Plan:
         impact=raw["impact"],
         logs_out_users=raw["logs_out_users"],
         downtime_estimate_s=raw["downtime_estimate_s"],
+        resets_pooler_tenant=raw.get("resets_pooler_tenant", False),
         members=tuple(raw.get("members", ())),
         notes=tuple(raw.get("notes", ())),
     )

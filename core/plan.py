@@ -34,6 +34,8 @@ class Plan:
     impact: str
     logs_out_users: bool
     downtime_estimate_s: int
+    resets_pooler_tenant: bool = False
+    """The pooler's stored tenant must be reset (it holds the password, encrypted)."""
     members: tuple[str, ...] = ()
     """For `all`: the catalogue entries it covers, in order."""
     notes: tuple[str, ...] = field(default=())
@@ -50,6 +52,7 @@ class Plan:
             "impact": self.impact,
             "logs_out_users": self.logs_out_users,
             "downtime_estimate_s": self.downtime_estimate_s,
+            "resets_pooler_tenant": self.resets_pooler_tenant,
             "members": list(self.members),
             "notes": list(self.notes),
         }
@@ -77,15 +80,17 @@ def make_plan(deployment: Deployment, secret: Secret, new: Mapping[str, str] | N
     services = deployment.compose.changed_services(current, after)
     levels = deployment.compose.restart_levels(services)
     ordered = tuple(service for level in levels for service in level)
-    member_secrets = [get_secret(name) for name in secret.members] or [secret]
-    skipped = [name for name in secret.members if not set(get_secret(name).env_keys) & set(new)]
-    roles = secret.db_roles or tuple(
-        role
-        for member in member_secrets
-        if set(member.env_keys) & set(new)
-        for role in member.db_roles
-    )
+    members = secret.configured_members(current)
+    skipped = secret.skipped_members(current)
+    covered = [get_secret(name) for name in members] or [secret]
+    roles = tuple(dict.fromkeys(role for member in covered for role in member.db_roles))
     notes = tuple(f"{name} is skipped: its keys are not configured in .env" for name in skipped)
+    if changed and not ordered:
+        files = ", ".join(path.name for path in deployment.compose.files)
+        notes += (
+            f"no service in {files} uses {', '.join(sorted(changed))}: .env changes, "
+            "nothing is recreated",
+        )
     return Plan(
         secret=secret.name,
         title=secret.title,
@@ -96,7 +101,8 @@ def make_plan(deployment: Deployment, secret: Secret, new: Mapping[str, str] | N
         impact=secret.impact,
         logs_out_users=secret.logs_out_users,
         downtime_estimate_s=_downtime_estimate(deployment, levels),
-        members=tuple(name for name in secret.members if name not in skipped),
+        resets_pooler_tenant=any(member.resets_pooler_tenant for member in covered),
+        members=tuple(members),
         notes=notes,
     )
 

@@ -39,6 +39,7 @@ import psycopg
 from psycopg import sql
 
 from core.errors import DatabaseError, DatabaseRefused
+from core.scram import scram_sha256_verifier
 
 __all__ = [
     "SHARED_PASSWORD_ROLES",
@@ -49,7 +50,9 @@ __all__ = [
     "change_shared_password",
     "connect_as",
     "map_psycopg_errors",
+    "reset_pooler_tenant",
     "role_passwords_match",
+    "shared_password_script",
 ]
 
 SHARED_PASSWORD_ROLES: tuple[str, ...] = (
@@ -387,16 +390,69 @@ def change_shared_password(
         if target != address.dbname:
             conn.close()
             conn = connect_as(address, admin_role, current, dbname=target)
-        analytics_url = (
-            f"postgresql://{SUPABASE_ADMIN}:{quote(new, safe='')}"
-            f"@{analytics_host}:{analytics_port}/postgres"
-        )
+        analytics_url = analytics_backend_url(new, analytics_host, analytics_port)
         # The outer mapping covers BEGIN, COMMIT and a ROLLBACK that itself fails.
         with (
             map_psycopg_errors("the password change transaction", address),
             conn.transaction(),
         ):
             return _change_in_transaction(conn, address, new, roles, analytics_url, lock_timeout_s)
+    finally:
+        conn.close()
+
+
+_Run = Callable[..., Any]
+
+
+def _reset_pooler_schema(run: _Run) -> bool:
+    """Drop and recreate `_supavisor` as db-passwd.sh does, so the pooler re-creates its
+    tenant from the environment on its next start. False when there is no such schema."""
+    found = run(
+        f"looking for schema {POOLER_SCHEMA}",
+        "SELECT 1 FROM pg_namespace WHERE nspname = %s",
+        [POOLER_SCHEMA],
+    ).fetchone()
+    if not found:
+        return False
+    schema, owner = sql.Identifier(POOLER_SCHEMA), sql.Identifier(SUPABASE_ADMIN)
+    run(f"DROP SCHEMA {POOLER_SCHEMA}", sql.SQL("DROP SCHEMA {} CASCADE").format(schema))
+    run(f"CREATE SCHEMA {POOLER_SCHEMA}", sql.SQL("CREATE SCHEMA {}").format(schema))
+    run(
+        f"ALTER SCHEMA {POOLER_SCHEMA} OWNER",
+        sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(schema, owner),
+    )
+    return True
+
+
+@_detached
+def reset_pooler_tenant(
+    address: DbAddress, admin_role: str, password: str, *, lock_timeout_s: float = 10
+) -> bool:
+    """Reset the pooler's stored tenant alone (when VAULT_ENC_KEY changes, the stored
+    tenant can no longer be decrypted). True when `_supavisor` existed and was reset."""
+    conn = connect_as(address, admin_role, password)
+    try:
+        with map_psycopg_errors(f'looking for database "{SUPABASE_METADATA_DB}"', address):
+            found = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [SUPABASE_METADATA_DB]
+            ).fetchone()
+        if found and address.dbname != SUPABASE_METADATA_DB:
+            conn.close()
+            conn = connect_as(address, admin_role, password, dbname=SUPABASE_METADATA_DB)
+
+        def run(
+            action: str, query: sql.SQL | sql.Composed | str, params: Sequence[Any] = ()
+        ) -> Any:
+            with map_psycopg_errors(action, address):
+                return conn.execute(query, params or None)
+
+        with map_psycopg_errors("the pooler reset transaction", address), conn.transaction():
+            run(
+                "setting lock_timeout",
+                "SELECT set_config('lock_timeout', %s, true)",
+                [f"{max(1, round(lock_timeout_s * 1000))}ms"],
+            )
+            return _reset_pooler_schema(run)
     finally:
         conn.close()
 
@@ -444,21 +500,7 @@ def _change_in_transaction(
             ),
         )
 
-    pooler_reset = bool(
-        run(
-            f"looking for schema {POOLER_SCHEMA}",
-            "SELECT 1 FROM pg_namespace WHERE nspname = %s",
-            [POOLER_SCHEMA],
-        ).fetchone()
-    )
-    if pooler_reset:
-        schema, owner = sql.Identifier(POOLER_SCHEMA), sql.Identifier(SUPABASE_ADMIN)
-        run(f"DROP SCHEMA {POOLER_SCHEMA}", sql.SQL("DROP SCHEMA {} CASCADE").format(schema))
-        run(f"CREATE SCHEMA {POOLER_SCHEMA}", sql.SQL("CREATE SCHEMA {}").format(schema))
-        run(
-            f"ALTER SCHEMA {POOLER_SCHEMA} OWNER",
-            sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(schema, owner),
-        )
+    pooler_reset = _reset_pooler_schema(run)
 
     analytics_updated = 0
     has_backends = run(
@@ -481,3 +523,57 @@ def _change_in_transaction(
         pooler_reset=pooler_reset,
         analytics_updated=analytics_updated,
     )
+
+
+# --- the socket path ------------------------------------------------------------------------
+
+
+def analytics_backend_url(password: str, host: str, port: int) -> str:
+    """The Logflare backend URL as upstream's db-passwd.sh writes it."""
+    return f"postgresql://{SUPABASE_ADMIN}:{quote(password, safe='')}@{host}:{port}/postgres"
+
+
+def shared_password_script(
+    new: str, roles: Sequence[str], *, analytics_host: str, analytics_port: int
+) -> str:
+    """The shared-password change as one psql script, for the db container's local socket.
+
+    Used when the database already refuses the password in `.env`, the case upstream's
+    db-passwd.sh handles with `docker compose exec db psql`. Roles get SCRAM verifiers;
+    only the analytics URL holds the plaintext, and the script turns statement logging
+    off first. It travels on psql's stdin, never in argv.
+    """
+    # Every interpolated piece is a validated role name, a constant, a verifier
+    # (base64 and `$:`) or a literal quoted by _sql_literal: no injection path.
+    pooler, owner = POOLER_SCHEMA, SUPABASE_ADMIN
+    url = _sql_literal(analytics_backend_url(new, analytics_host, analytics_port))
+    lines = [
+        "\\set ON_ERROR_STOP on",
+        "SET log_statement = 'none';",
+        "SET log_min_error_statement = 'panic';",
+        "BEGIN;",
+    ]
+    for role in dict.fromkeys(roles):
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", role):
+            raise ValueError(f"unexpected role name {role!r}")
+        verifier = _sql_literal(scram_sha256_verifier(new))
+        lines.append(
+            f"DO $r$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') "  # noqa: S608
+            f'THEN ALTER ROLE "{role}" PASSWORD {verifier}; END IF; END $r$;'
+        )
+    lines += [
+        f"DO $r$ BEGIN IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = '{pooler}') "  # noqa: S608
+        f"THEN DROP SCHEMA {pooler} CASCADE; CREATE SCHEMA {pooler}; "
+        f"ALTER SCHEMA {pooler} OWNER TO {owner}; END IF; END $r$;",
+        "DO $r$ BEGIN IF to_regclass('_analytics.source_backends') IS NOT NULL THEN "  # noqa: S608
+        f"UPDATE _analytics.source_backends SET config = jsonb_set(config, '{{url}}', "
+        f"to_jsonb({url}::text), false) WHERE type = 'postgres' AND config ? 'url'; "
+        "END IF; END $r$;",
+        "COMMIT;",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _sql_literal(text: str) -> str:
+    """A standard-conforming SQL string literal (no backslash escapes)."""
+    return "'" + text.replace("'", "''") + "'"

@@ -231,3 +231,17 @@ def crash_after(setup: Setup, step: str) -> None:
             raise Crash
 
     setup.progress.emit = emit  # type: ignore[method-assign]
+
+
+def test_vault_key_rotation_resets_the_pooler_tenant_and_keeps_the_export_prefix(
+    setup: Setup, supabase_db: Any
+) -> None:
+    result = setup.engine().rotate("vault-enc-key")
+
+    assert result.outcome is Outcome.FINISHED
+    assert setup.runtime.recreated == [["supavisor"]]
+    assert "export VAULT_ENC_KEY=" in (setup.directory / ".env").read_text()
+    assert len(setup.env()["VAULT_ENC_KEY"]) == 32
+    with supabase_db.admin_connect("_supabase") as conn:
+        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = '_supavisor'")
+        assert tables.fetchone() == (0,)
