@@ -178,8 +178,30 @@ class ComposeProject:
         Returned in restart order: the levels of `restart_levels`, flattened.
         """
         old, new = self.resolve(before), self.resolve(after)
-        changed = [name for name in self.service_names() if old.get(name) != new.get(name)]
+        env_changed = before != after
+        changed = [
+            name
+            for name in self.service_names()
+            if old.get(name) != new.get(name) or (env_changed and self._reads_dotenv(new[name]))
+        ]
         return [name for level in self.restart_levels(changed) for name in level]
+
+    def _reads_dotenv(self, service: Mapping[str, Any]) -> bool:
+        """Whether the service loads the deployment's own `.env` through `env_file`.
+
+        Compose hashes env_file contents into the service's config, so any change
+        to `.env` recreates such a service. Rotator cannot tell which of its
+        variables the program uses, so it counts the service as changed.
+        """
+        entries = service.get("env_file") or []
+        if isinstance(entries, str | dict):
+            entries = [entries]
+        dotenv = (self.directory / ".env").resolve()
+        for entry in entries:
+            path = entry.get("path") if isinstance(entry, dict) else entry
+            if isinstance(path, str) and (self.directory / path).resolve() == dotenv:
+                return True
+        return False
 
     def dependencies(self, service: str) -> set[str]:
         """The services `service` directly depends on (depends_on and implicit ones)."""

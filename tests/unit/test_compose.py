@@ -768,3 +768,28 @@ def test_implicit_dependencies(tmp_path: Path) -> None:
     assert project.dependencies("linked") == {"base"}
     assert project.dependencies("shared") == {"data"}
     assert project.dependencies("ns") == {"base"}
+
+
+def test_a_service_loading_dotenv_through_env_file_changes_with_any_key(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SMTP_PASS=a\nOTHER=b\n")
+    (tmp_path / "docker-compose.yml").write_text(
+        dedent(
+            """
+            services:
+              mailer:
+                image: x
+                env_file: .env
+              worker:
+                image: x
+                env_file: [{path: ./other.env, required: false}]
+              api:
+                image: x
+            """
+        )
+    )
+    project = ComposeProject.load(tmp_path, {"SMTP_PASS": "a", "OTHER": "b"})
+
+    changed = project.changed_services({"SMTP_PASS": "a"}, {"SMTP_PASS": "c"})
+
+    assert changed == ["mailer"]
+    assert project.changed_services({"SMTP_PASS": "a"}, {"SMTP_PASS": "a"}) == []
