@@ -53,8 +53,16 @@ class AuditLog:
             os.close(fd)
 
     def records(self) -> list[AuditRecord]:
+        """Every record that can still be read; a mangled line is skipped here and
+        reported by `verify_chain`, so `rotator history` can show the rest."""
         fields = AuditRecord.__dataclass_fields__
-        return [AuditRecord(**{k: v for k, v in raw.items() if k in fields}) for raw in self._raw()]
+        records = []
+        for raw in self._raw():
+            try:
+                records.append(AuditRecord(**{k: v for k, v in raw.items() if k in fields}))
+            except TypeError:
+                continue
+        return records
 
     def verify_chain(self) -> int | None:
         """The 1-based line number of the first record that does not chain, or None."""
@@ -72,9 +80,10 @@ class AuditLog:
         rows = []
         for line in self.path.read_text().splitlines():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
-                rows.append({"unreadable": True})
+                row = None
+            rows.append(row if isinstance(row, dict) else {"unreadable": True})
         return rows
 
     def _last_hash(self) -> str:

@@ -69,6 +69,8 @@ class Journal:
     def load(self) -> JournalState:
         try:
             raw = json.loads(self.path.read_text())
+            if not isinstance(raw, dict):
+                raise TypeError("not a JSON object")
             raw["phase"] = Phase(raw.get("phase", Phase.FORWARD.value))
             return JournalState(**raw)
         except (OSError, ValueError, TypeError) as exc:

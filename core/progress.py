@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from typing import Protocol, TextIO
 
@@ -83,8 +85,8 @@ class RecordingProgress:
 class ConsoleProgress:
     """One line per event, for the terminal."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out if out is not None else sys.stdout
 
     def emit(self, event: Event) -> None:
         self.out.write(format_event(event) + "\n")
@@ -103,3 +105,57 @@ def format_event(event: Event) -> str:
             return f"    {'✓' if ok else '✗'} {name}: {evidence}"
         case Note(text):
             return f"  ! {text}"
+
+
+class LiveConsoleProgress(ConsoleProgress):
+    """ConsoleProgress with a ticking line while a step runs, for a terminal.
+
+    Long steps (a restart waits on health checks) would otherwise look hung.
+    The ticker thread only redraws its own line; events print as usual.
+    """
+
+    FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+    def __init__(self, out: TextIO | None = None, interval_s: float = 0.1) -> None:
+        super().__init__(out)
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._step: tuple[str, float] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+        self._thread.start()
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            self._clear()
+            super().emit(event)
+            if isinstance(event, StepStarted):
+                self._step = (event.step, time.monotonic())
+            elif isinstance(event, StepFinished | StepFailed):
+                self._step = None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        with self._lock:
+            self._clear()
+
+    def _tick(self) -> None:
+        frame = 0
+        while not self._stop.wait(self.interval_s):
+            with self._lock:
+                if self._step is not None:
+                    name, since = self._step
+                    spinner = self.FRAMES[frame % len(self.FRAMES)]
+                    self.out.write(f"\r  {spinner} {name} … {time.monotonic() - since:4.0f}s")
+                    self.out.flush()
+                    frame += 1
+
+    def _clear(self) -> None:
+        self.out.write("\r\033[K")
+
+
+def console_progress(out: TextIO | None = None) -> ConsoleProgress:
+    """A live display on a terminal, plain lines anywhere else (logs, CI, pipes)."""
+    out = out if out is not None else sys.stdout
+    return LiveConsoleProgress(out) if out.isatty() else ConsoleProgress(out)

@@ -1,0 +1,406 @@
+"""`rotator plan SECRET --json` on the upstream layouts and on a renamed deployment.
+
+The expected services below were read off the compose files by hand, key by key:
+which services' resolved definitions mention the secret's `.env` keys. The code
+under test reads the same files; nothing in rotator lists service names.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from core.catalogue import CATALOGUE, DB_ROLES, get_secret
+from core.cli import main
+from tests.conftest import REFERENCE_2025_11, REFERENCE_CURRENT, reference_dir
+
+RENAMED = Path(__file__).resolve().parents[1] / "fixtures" / "renamed-deployment"
+
+POSTGRES_ROLES = list(DB_ROLES)
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def deploy_reference(reference: Path, target: Path, compose_file: str | None = None) -> Path:
+    """Copy an upstream layout (read-only, `.env.example`) into a deployment directory."""
+    source = reference_dir(reference)
+    for path in sorted(source.glob("docker-compose*.yml")):
+        shutil.copyfile(path, target / path.name)
+    env = (source / ".env.example").read_text()
+    if compose_file is not None:
+        lines = [line for line in env.splitlines() if not line.startswith("COMPOSE_FILE=")]
+        env = "\n".join([*lines, f"COMPOSE_FILE={compose_file}", ""])
+    (target / ".env").write_text(env)
+    return target
+
+
+def deploy_renamed(target: Path) -> Path:
+    for name in ("compose.yaml", "compose.override.yaml"):
+        shutil.copyfile(RENAMED / name, target / name)
+    shutil.copyfile(RENAMED / "env", target / ".env")
+    return target
+
+
+def plan_json(capsys: pytest.CaptureFixture[str], secret: str, project: Path) -> dict[str, Any]:
+    code = main(["plan", secret, "--project", str(project), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert err == ""
+    plan: dict[str, Any] = json.loads(out)
+    return plan
+
+
+def compose_files(project: Path) -> list[Path]:
+    for line in (project / ".env").read_text().splitlines():
+        if line.startswith("COMPOSE_FILE="):
+            return [project / name for name in line.split("=", 1)[1].split(":")]
+    found = [project / n for n in ("compose.yaml", "compose.override.yaml")]
+    return [p for p in found if p.exists()] or [project / "docker-compose.yml"]
+
+
+def depends_on_closure(project: Path) -> dict[str, set[str]]:
+    """Service -> every service it waits for, directly or not, from the files themselves."""
+    direct: dict[str, set[str]] = {}
+    for path in compose_files(project):
+        document = yaml.safe_load(path.read_text()) or {}
+        for name, service in (document.get("services") or {}).items():
+            deps = (service or {}).get("depends_on") or []
+            direct.setdefault(name, set()).update(deps)  # a list or a mapping's keys
+    closure: dict[str, set[str]] = {}
+    for name in direct:
+        seen: set[str] = set()
+        todo = list(direct[name])
+        while todo:
+            dep = todo.pop()
+            if dep not in seen:
+                seen.add(dep)
+                todo.extend(direct.get(dep, ()))
+        closure[name] = seen
+    return closure
+
+
+def assert_dependencies_first(project: Path, services: list[str]) -> None:
+    closure = depends_on_closure(project)
+    position = {name: index for index, name in enumerate(services)}
+    for name in services:
+        for dep in closure[name] & set(services):
+            assert position[dep] < position[name], f"{name} comes before {dep}, which it needs"
+
+
+def assert_plan_shape(plan: dict[str, Any], secret: str) -> None:
+    assert plan["secret"] == secret
+    assert plan["impact"] == get_secret(secret).impact
+    assert plan["impact"].strip()
+    for key in ("env_keys", "services", "db_roles"):
+        assert isinstance(plan[key], list), key
+    flattened = [s for level in plan["restart_levels"] for s in level]
+    assert flattened == plan["services"]
+
+
+# --- the current upstream layout (docker-compose.yml, service api-gw) ---------------------
+
+CURRENT: dict[str, tuple[list[str], list[str]]] = {
+    # secret: (env_keys, services in restart order)
+    "postgres-password": (
+        ["POSTGRES_PASSWORD"],
+        # db and studio wait for nothing; then everything on db; storage waits for rest
+        ["db", "studio", "auth", "functions", "meta", "realtime", "rest", "supavisor", "storage"],
+    ),
+    "jwt-secret": (
+        # JWT_KEYS and JWT_JWKS are empty in .env.example, so they are left alone
+        ["ANON_KEY", "JWT_SECRET", "SERVICE_ROLE_KEY"],
+        # JWT_SECRET: studio auth rest realtime storage functions supavisor;
+        # ANON_KEY/SERVICE_ROLE_KEY: also api-gw (and realtime's health check)
+        ["auth", "realtime", "rest", "studio", "supavisor", "api-gw", "storage", "functions"],
+    ),
+    "api-keys": (
+        ["ANON_KEY", "SERVICE_ROLE_KEY"],
+        ["realtime", "storage", "studio", "api-gw", "functions"],
+    ),
+    "dashboard-password": (["DASHBOARD_PASSWORD"], ["api-gw"]),
+    "s3-protocol-keys": (
+        ["S3_PROTOCOL_ACCESS_KEY_ID", "S3_PROTOCOL_ACCESS_KEY_SECRET"],
+        ["storage"],
+    ),
+    "smtp": (["SMTP_PASS"], ["auth"]),
+    "secret-key-base": (["SECRET_KEY_BASE"], ["realtime", "supavisor"]),
+    "vault-enc-key": (["VAULT_ENC_KEY"], ["supavisor"]),
+    "pg-meta-crypto-key": (["PG_META_CRYPTO_KEY"], ["meta", "studio"]),
+    # only docker-compose.logs.yml consumes the Logflare tokens
+    "logflare-tokens": (["LOGFLARE_PRIVATE_ACCESS_TOKEN", "LOGFLARE_PUBLIC_ACCESS_TOKEN"], []),
+    "all": (
+        [
+            "ANON_KEY",
+            "DASHBOARD_PASSWORD",
+            "JWT_SECRET",
+            "LOGFLARE_PRIVATE_ACCESS_TOKEN",
+            "LOGFLARE_PUBLIC_ACCESS_TOKEN",
+            "PG_META_CRYPTO_KEY",
+            "POSTGRES_PASSWORD",
+            "S3_PROTOCOL_ACCESS_KEY_ID",
+            "S3_PROTOCOL_ACCESS_KEY_SECRET",
+            "SECRET_KEY_BASE",
+            "SERVICE_ROLE_KEY",
+            "VAULT_ENC_KEY",
+        ],
+        # every service but imgproxy, which holds no secret
+        [
+            "db",
+            "studio",
+            "api-gw",
+            "auth",
+            "meta",
+            "realtime",
+            "rest",
+            "supavisor",
+            "functions",
+            "storage",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("secret", sorted(CURRENT))
+def test_plan_on_the_current_layout_names_the_keys_services_and_roles(
+    secret: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = deploy_reference(REFERENCE_CURRENT, tmp_path)
+
+    plan = plan_json(capsys, secret, project)
+
+    assert_plan_shape(plan, secret)
+    keys, services = CURRENT[secret]
+    assert plan["env_keys"] == keys
+    assert plan["services"] == services
+    has_roles = secret in ("postgres-password", "all")
+    assert plan["db_roles"] == (POSTGRES_ROLES if has_roles else [])
+    assert_dependencies_first(project, plan["services"])
+
+
+def test_every_rotatable_catalogue_secret_is_covered_on_the_current_layout() -> None:
+    rotatable = {name for name, secret in CATALOGUE.items() if secret.rotatable}
+    assert rotatable == set(CURRENT) | {"opaque-api-keys"}
+
+
+def test_logflare_tokens_without_the_logs_override_change_env_and_say_nothing_restarts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = deploy_reference(REFERENCE_CURRENT, tmp_path)
+
+    plan = plan_json(capsys, "logflare-tokens", project)
+
+    assert plan["services"] == []
+    assert plan["restart_levels"] == []
+    assert any("nothing is recreated" in note for note in plan["notes"]), plan["notes"]
+
+
+LOGS = "docker-compose.yml:docker-compose.logs.yml"
+
+
+@pytest.mark.parametrize(
+    ("secret", "services"),
+    [
+        # analytics has both tokens, vector the public one, studio the private one;
+        # studio and vector wait for analytics in the override
+        ("logflare-tokens", ["analytics", "studio", "vector"]),
+        # analytics connects to the database too, and studio now waits for analytics
+        (
+            "postgres-password",
+            [
+                "db",
+                "analytics",
+                "auth",
+                "meta",
+                "realtime",
+                "rest",
+                "supavisor",
+                "storage",
+                "studio",
+                "functions",
+            ],
+        ),
+        ("pg-meta-crypto-key", ["meta", "studio"]),
+    ],
+)
+def test_plan_with_the_logs_override_in_compose_file(
+    secret: str, services: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = deploy_reference(REFERENCE_CURRENT, tmp_path, compose_file=LOGS)
+
+    plan = plan_json(capsys, secret, project)
+
+    assert_plan_shape(plan, secret)
+    assert plan["services"] == services
+    assert plan["notes"] == []
+    assert_dependencies_first(project, plan["services"])
+
+
+def test_opaque_api_keys_left_empty_in_env_example_are_refused_with_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = deploy_reference(REFERENCE_CURRENT, tmp_path)
+
+    code = main(["plan", "opaque-api-keys", "--project", str(project), "--json"])
+
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "opaque-api-keys is not configured" in err
+    assert "SUPABASE_PUBLISHABLE_KEY" in err and "SUPABASE_SECRET_KEY" in err
+
+
+def test_realtime_db_enc_key_is_refused_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = deploy_reference(REFERENCE_CURRENT, tmp_path)
+
+    code = main(["plan", "realtime-db-enc-key", "--project", str(project)])
+
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "destroys" in err
+
+
+# --- the 2025-11 layout (service kong, everything waits for analytics) --------------------
+
+OLDER: dict[str, list[str]] = {
+    # db waits for vector, analytics for db, nearly everything else for analytics
+    "postgres-password": [
+        "db",
+        "analytics",
+        "auth",
+        "functions",
+        "meta",
+        "realtime",
+        "rest",
+        "studio",
+        "supavisor",
+        "storage",
+    ],
+    # db's environment carries JWT_SECRET in this layout, so it is recreated too
+    "jwt-secret": [
+        "db",
+        "auth",
+        "functions",
+        "kong",
+        "realtime",
+        "rest",
+        "studio",
+        "supavisor",
+        "storage",
+    ],
+    "api-keys": ["functions", "kong", "realtime", "storage", "studio"],
+    "dashboard-password": ["kong"],
+    "smtp": ["auth"],
+    "secret-key-base": ["realtime", "supavisor"],
+    "vault-enc-key": ["supavisor"],
+    "pg-meta-crypto-key": ["meta", "studio"],
+    # the logs services are in the main file here; analytics waits (via db) for vector
+    "logflare-tokens": ["vector", "analytics", "studio"],
+}
+
+
+@pytest.mark.parametrize("secret", sorted(OLDER))
+def test_plan_on_the_2025_11_layout_names_its_services(
+    secret: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = deploy_reference(REFERENCE_2025_11, tmp_path)
+
+    plan = plan_json(capsys, secret, project)
+
+    assert_plan_shape(plan, secret)
+    assert plan["services"] == OLDER[secret]
+    assert plan["db_roles"] == (POSTGRES_ROLES if secret == "postgres-password" else [])
+    assert_dependencies_first(project, plan["services"])
+
+
+@pytest.mark.parametrize("secret", ["s3-protocol-keys", "opaque-api-keys"])
+def test_secrets_the_2025_11_layout_does_not_have_are_refused(
+    secret: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = deploy_reference(REFERENCE_2025_11, tmp_path)
+
+    code = main(["plan", secret, "--project", str(project), "--json"])
+
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert f"{secret} is not configured" in err
+
+
+def test_all_on_the_2025_11_layout_skips_what_is_not_configured_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = deploy_reference(REFERENCE_2025_11, tmp_path)
+
+    plan = plan_json(capsys, "all", project)
+
+    assert "s3-protocol-keys" not in plan["members"]
+    assert "opaque-api-keys" not in plan["members"]
+    assert any(n.startswith("s3-protocol-keys is skipped") for n in plan["notes"])
+    assert "imgproxy" not in plan["services"]
+    assert plan["services"][:3] == ["vector", "db", "analytics"]
+    assert plan["db_roles"] == POSTGRES_ROLES
+    assert_dependencies_first(project, plan["services"])
+
+
+# --- a deployment built the same way, with other names --------------------------------------
+
+RENAMED_EXPECTED: dict[str, list[str]] = {
+    "postgres-password": ["pg", "gotrue", "logs", "pooler", "postgrest"],
+    "jwt-secret": ["console", "gotrue", "live", "postgrest", "edge"],
+    "api-keys": ["console", "live", "edge"],
+    "dashboard-password": ["edge"],  # only through the override file
+    "s3-protocol-keys": ["files"],
+    "smtp": ["gotrue"],  # list-form environment
+    "secret-key-base": ["live", "pooler"],  # not cron: `$${SECRET_KEY_BASE}` is literal
+    "vault-enc-key": ["pooler"],  # a label, `${VAULT_ENC_KEY-none}`
+    "pg-meta-crypto-key": ["console"],
+    "logflare-tokens": ["logs", "console"],  # console waits for logs (override)
+}
+
+
+@pytest.mark.parametrize("secret", sorted(RENAMED_EXPECTED))
+def test_plan_on_a_renamed_deployment_with_an_override_file(
+    secret: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = deploy_renamed(tmp_path)
+
+    plan = plan_json(capsys, secret, project)
+
+    assert_plan_shape(plan, secret)
+    assert plan["services"] == RENAMED_EXPECTED[secret]
+    assert "cron" not in plan["services"]
+    assert_dependencies_first(project, plan["services"])
+
+
+def test_a_service_shadowed_by_a_set_default_is_not_recreated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # cron's FALLBACK is ${CRON_SCHEDULE:-${JWT_SECRET}}; unset CRON_SCHEDULE and it follows
+    project = deploy_renamed(tmp_path)
+    env = (project / ".env").read_text().replace("CRON_SCHEDULE=@hourly\n", "")
+    (project / ".env").write_text(env)
+
+    plan = plan_json(capsys, "jwt-secret", project)
+
+    assert "cron" in plan["services"]
+
+
+def test_plan_without_json_is_text_for_people(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = deploy_renamed(tmp_path)
+
+    code = main(["plan", "dashboard-password", "--project", str(project)])
+
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert "Plan: rotate dashboard-password" in out
+    assert "[edge]" in out
+    assert get_secret("dashboard-password").impact in out
