@@ -59,6 +59,9 @@ ROTATION_JOB_TIMEOUT_S = 2 * 3600
 """RQ kills a job after this; a rotation restarts services and waits for health checks."""
 RUN_ROTATION = "workers.jobs.run_rotation"
 SEND_NOTICE = "workers.jobs.send_notice"
+RECOVER_ROTATION = "workers.jobs.recover_rotation"
+RECOVER_ACTION = "rotator_recover"
+"""The Recover button the worker posts in a thread (`workers.report.RECOVER_ACTION`)."""
 
 
 def plan_from_json(text: str) -> Plan:
@@ -354,6 +357,32 @@ class Rotator:
         client.chat_postMessage(channel=dep.announce_channel, text=loud)
         self.schedule(client, request)
 
+    def on_recover(self, body: dict[str, Any], client: WebClient) -> None:
+        """The thread's Recover button (posted by the worker): enqueue `recover_rotation`."""
+        try:
+            self._recover(body, client)
+        except RotatorError as exc:
+            self.refuse(client, body, explain(exc))
+
+    def _recover(self, body: dict[str, Any], client: WebClient) -> None:
+        user, request = body["user"]["id"], self.store.get(body["actions"][0]["value"])
+        dep = self.settings.deployment(request.deployment)
+        members = self.members(client)
+        allowed = user in dep.oncall or user in dep.approvers
+        if not allowed and not any(user in members(g) for g in dep.approver_groups):
+            self.refuse(client, body, f"Only on-call or an approver of `{dep.name}` may recover.")
+            return
+        if request.status is not RequestStatus.FAILED:
+            self.refuse(client, body, f"Request {request.id} is {request.status.value}.")
+            return
+        if not self.store.once(f"recover:{request.id}:{request.updated_at.timestamp()}"):
+            return  # a double click
+        queue = Queue(dep.queue_name, connection=self.redis)
+        job_id = f"recover-{request.id}-{int(self.clock().timestamp())}"
+        queue.enqueue(RECOVER_ROTATION, request.id, job_id=job_id, job_timeout=3600)
+        audit.warning("recover: %s asked to recover %s on %s", user, request.id, dep.name)
+        self.in_thread(client, request, f":wrench: <@{user}> started recovery; progress follows.")
+
     # -- the modal for given secrets ------------------------------------------------------
 
     def open_given_modal(
@@ -541,6 +570,7 @@ def build_app(
     app.action(blocks.APPROVE_ACTION)(ack=bot.ack_action, lazy=[bot.on_approve])
     app.action(blocks.REJECT_ACTION)(ack=bot.ack_action, lazy=[bot.on_reject])
     app.action(blocks.BREAK_GLASS_ACTION)(ack=bot.ack_action, lazy=[bot.on_break_glass])
+    app.action(RECOVER_ACTION)(ack=bot.ack_action, lazy=[bot.on_recover])
     app.view(blocks.GIVEN_VALUE_VIEW)(ack=bot.ack_given, lazy=[bot.on_given])
 
     @app.error

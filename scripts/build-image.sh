@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Builds rotator:latest, the image docker-compose.yml runs, with no registry and no Dockerfile:
+#
+#   rotator-testbed:latest   Debian bookworm + python3 (tests/testbed/build-images.sh)
+#   rotator-deps:<hash>      + Debian's redis-server, docker-compose and python3-venv (apt,
+#                            run in a container), + rotator's dependencies in the venv
+#                            /opt/rotator, installed from wheels pip builds on this machine
+#   rotator:<hash>, :latest  + rotator itself (seconds)
+#
+# Idempotent: each stage is tagged with a hash of its inputs and skipped when that tag
+# exists. Environment: ROTATOR_IMAGE (default rotator), ROTATOR_BASE_IMAGE (default
+# rotator-testbed:latest).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+IMAGE=${ROTATOR_IMAGE:-rotator}
+BASE_IMAGE=${ROTATOR_BASE_IMAGE:-rotator-testbed:latest}
+PIP=${PIP:-$ROOT/.venv/bin/pip}
+PACKAGES="python3-venv redis-server docker-compose"
+
+log() { printf '\033[1m==> image: %s\033[0m\n' "$*" >&2; }
+exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+exists "$BASE_IMAGE" || "$ROOT/tests/testbed/build-images.sh"
+BASE_ID=$(docker image inspect --format '{{.Id}}' "$BASE_IMAGE")
+DEPS_HASH=$( { cat "${BASH_SOURCE[0]}" "$ROOT/pyproject.toml"; echo "$BASE_ID"; } | sha256sum | cut -c1-12)
+CODE_HASH=$( { echo "$DEPS_HASH"; cd "$ROOT" && find core bot workers -name '*.py' -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-12)
+DEPS=$IMAGE-deps:$DEPS_HASH
+FINAL=$IMAGE:$CODE_HASH
+
+if exists "$FINAL"; then
+    docker tag "$FINAL" "$IMAGE:latest"
+    log "$FINAL is up to date"
+    exit 0
+fi
+
+WORK=$(mktemp -d /tmp/rotator-image.XXXXXX)
+CONTAINER=rotator-image-build-$$
+trap 'docker rm -f "$CONTAINER" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+log "building wheels for rotator and its dependencies"
+pip_quietly() { "$PIP" "$@" >"$WORK/pip.log" 2>&1 || { cat "$WORK/pip.log" >&2; exit 1; }; }
+pip_quietly wheel --wheel-dir "$WORK/wheels" "$ROOT"
+# The image's Debian python (3.11.2) needs what this machine's may not (redis: async-timeout).
+pip_quietly download --only-binary=:all: --dest "$WORK/wheels" "async-timeout>=4.0.3"
+
+commit() {  # commit the build container as $1
+    docker commit \
+        --change 'ENV PATH=/opt/rotator/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'ENV PYTHONUNBUFFERED=1' \
+        --change 'CMD ["rotator", "--help"]' \
+        "$CONTAINER" "$1" >/dev/null
+    docker rm -f "$CONTAINER" >/dev/null
+}
+
+if ! exists "$DEPS"; then
+    log "building $DEPS (apt: $PACKAGES; pip: rotator's dependencies)"
+    docker run --name "$CONTAINER" --network host -v "$WORK/wheels:/wheels:ro" "$BASE_IMAGE" sh -euc "
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
+        apt-get clean; rm -rf /var/lib/apt/lists/*
+        python3 -m venv /opt/rotator
+        /opt/rotator/bin/pip install -q --no-index --find-links /wheels rotator
+        /opt/rotator/bin/pip uninstall -q -y rotator"
+    commit "$DEPS"
+fi
+
+log "building $FINAL"
+docker run --name "$CONTAINER" -v "$WORK/wheels:/wheels:ro" "$DEPS" \
+    /opt/rotator/bin/pip install -q --no-index --no-deps --find-links /wheels rotator
+commit "$FINAL"
+docker tag "$FINAL" "$IMAGE:latest"
+log "$FINAL built and tagged $IMAGE:latest"

@@ -1,0 +1,200 @@
+"""Worker fixtures: a mini Supabase deployment on real PostgreSQL, real Redis and RQ, a
+local fake Slack, a loopback webhook receiver, and a config file naming them all.
+
+`supabase_db`, `fake_slack`, `redis` and `deployment_name` are the integration and bot
+fixtures, re-exported here.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+from rq import Queue, SimpleWorker
+
+from bot.store import RequestStatus, RequestStore, RotationRequest
+from core.deployment import Deployment
+from core.envfile import EnvFile
+from core.jwtkeys import api_key_payload, sign_hs256
+from tests.bot.conftest import deployment_name, fake_slack, redis  # noqa: F401
+from tests.fakes import RecordingRuntime, render_template
+from tests.integration.conftest import supabase_db  # noqa: F401
+from tests.slack_fake import BOT_TOKEN, FakeSlack
+from workers import jobs
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "mini-supabase"
+CHANNEL = "C0ROTATE"
+ANNOUNCE = "C0ANNOUNCE"
+ONCALL = "UONC1"
+APPROVER = "UAPP1"
+REQUESTER = "UREQ1"
+
+
+@dataclass
+class Hooks:
+    """A loopback webhook receiver (status-page stand-in)."""
+
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+    def start(self) -> Hooks:
+        hooks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                hooks.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Site:
+    """One deployment as the worker sees it."""
+
+    name: str
+    directory: Path
+    redis: Redis
+    slack: FakeSlack
+    hooks: Hooks
+    runtime: RecordingRuntime
+    config: Path
+    job_ids: list[str] = field(default_factory=list)
+
+    @property
+    def store(self) -> RequestStore:
+        return RequestStore(self.redis)
+
+    @property
+    def queue(self) -> Queue:
+        return Queue(f"rotator:{self.name}", connection=self.redis)
+
+    def env(self) -> dict[str, str]:
+        return EnvFile.read(self.directory / ".env").as_dict()
+
+    def request(self, secret: str, **fields: Any) -> RotationRequest:
+        """A request approved and scheduled, with its approval message posted (the thread)."""
+        from datetime import UTC, datetime, timedelta
+
+        now = datetime.now(UTC)
+        plan = {
+            "secret": secret,
+            "title": f"the {secret}",
+            "impact": "Services reconnect.",
+            "logs_out_users": False,
+            "downtime_estimate_s": 30,
+        }
+        created = self.store.create(
+            RotationRequest(
+                id="",
+                deployment=self.name,
+                secret=secret,
+                requester=REQUESTER,
+                reason="test",
+                window_start=now,
+                created_at=now,
+                expires_at=now + timedelta(hours=1),
+                plan_json=json.dumps(plan),
+                **fields,
+            )
+        )
+        self.store.transition(created.id, RequestStatus.APPROVED, approvals=(APPROVER,))
+        return self.store.transition(
+            created.id, RequestStatus.SCHEDULED, channel=CHANNEL, thread_ts="1700000000.000100"
+        )
+
+    def enqueue(self, request: RotationRequest, func: str = "workers.jobs.run_rotation") -> str:
+        job_id = request.job_id if func.endswith("run_rotation") else f"recover-{request.id}"
+        self.queue.enqueue(func, request.id, job_id=job_id, job_timeout=600)
+        self.job_ids.append(job_id)
+        return job_id
+
+    def work(self) -> None:
+        """Run the queued jobs in this process with a real RQ worker."""
+        SimpleWorker([self.queue], connection=self.redis).work(burst=True)
+
+    def thread_texts(self) -> list[str]:
+        return [
+            json.dumps(c.body)
+            for c in self.slack.calls
+            if c.method in ("chat.postMessage", "chat.update") and c.body.get("channel") == CHANNEL
+        ]
+
+
+@pytest.fixture
+def hooks() -> Iterator[Hooks]:
+    receiver = Hooks().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def site(
+    tmp_path: Path,
+    supabase_db: Any,  # noqa: F811
+    redis: Redis,  # noqa: F811
+    fake_slack: FakeSlack,  # noqa: F811
+    hooks: Hooks,
+    deployment_name: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Site]:
+    project = tmp_path / "supabase"
+    project.mkdir()
+    secret = "mini-supabase-jwt-secret-with-at-least-32-characters"
+    render_template(
+        FIXTURE / "env.template",
+        project / ".env",
+        {
+            "POSTGRES_PASSWORD": supabase_db.password,
+            "POSTGRES_HOST": supabase_db.host,
+            "POSTGRES_PORT": str(supabase_db.port),
+            "ANON_KEY": sign_hs256(api_key_payload("anon", 1_700_000_000), secret),
+            "SERVICE_ROLE_KEY": sign_hs256(api_key_payload("service_role", 1_700_000_000), secret),
+        },
+    )
+    (project / "docker-compose.yml").write_text((FIXTURE / "docker-compose.yml").read_text())
+    config = tmp_path / "rotator.toml"
+    config.write_text(
+        f"""
+[deployments.{deployment_name}]
+project = "{project}"
+channel = "{CHANNEL}"
+announce_channel = "{ANNOUNCE}"
+approvers = ["{APPROVER}", "UAPP2"]
+oncall = ["{ONCALL}"]
+webhooks = ["{hooks.url}"]
+"""
+    )
+    runtime = RecordingRuntime(Deployment.load(project).compose)
+    monkeypatch.setenv("ROTATOR_CONFIG", str(config))
+    monkeypatch.setenv("SLACK_API_URL", fake_slack.url)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
+    monkeypatch.delenv("ROTATOR_STATE_DIR", raising=False)
+    monkeypatch.setattr(jobs, "make_runtime", lambda deployment: runtime)
+    monkeypatch.setattr(jobs, "HTTP_PROBES", False)
+    site = Site(deployment_name, project, redis, fake_slack, hooks, runtime, config)
+    yield site
+    for job_id in site.job_ids:
+        redis.delete(f"rq:job:{job_id}", f"rq:results:{job_id}")
+    redis.delete(f"rq:queue:rotator:{deployment_name}", jobs.lock_key(deployment_name))

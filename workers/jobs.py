@@ -1,0 +1,490 @@
+"""RQ job functions. Arguments are ids only; the worker reads values itself, on its own host.
+
+- `run_rotation(request_id)`: an approved rotation, reported in the request's thread.
+- `recover_rotation(request_id)`: the thread's Recover button: `Engine.recover()`.
+- `send_notice(request_id, notice_id)`: a downtime announcement before the window.
+
+Each job loads the request from `bot.store.RequestStore`, the deployment from the config
+named by `ROTATOR_CONFIG`, talks to Slack through `SLACK_BOT_TOKEN` / `SLACK_API_URL`, and
+uses the Redis connection RQ gave it (else `REDIS_URL`).
+
+One rotation per deployment at a time: a Redis lock `rotator:lock:<deployment>` whose
+short TTL (`LOCK_TTL_S`) is renewed by a thread while the job runs. A live job never loses
+it; a worker killed with SIGKILL frees it within `LOCK_TTL_S`, which is how
+`workers.sweep` tells an abandoned rotation from a running one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import LockError
+from redis.lock import Lock
+from rq import get_current_job
+from slack_sdk import WebClient
+
+from bot.config import DeploymentConfig, Settings, load_config
+from bot.messages import explain
+from bot.sealed import SealError, open_values
+from bot.store import InvalidTransition, RequestNotFound, RequestStatus, RequestStore
+from bot.store import RotationRequest as Request
+from core.deployment import Deployment
+from core.engine import Engine, Outcome, RotationResult
+from core.errors import InputError, RecoveryNeeded, RotatorError
+from core.journal import Journal
+from core.redact import secret_values
+from core.runtime import Runtime
+from workers import report
+from workers.progress import Redactor, SlackThreadProgress, post_safely
+
+__all__ = [
+    "LOCK_TTL_S",
+    "RotationJobError",
+    "lock_key",
+    "make_client",
+    "make_runtime",
+    "recover_rotation",
+    "run_rotation",
+    "send_notice",
+]
+
+log = logging.getLogger("rotator.worker")
+
+LOCK_TTL_S = 60
+"""The deployment lock's TTL; renewed every third of it while a job runs."""
+HTTP_PROBES = True
+"""Probe the gateway over HTTP in verification (tests without a gateway turn it off)."""
+WEBHOOK_TIMEOUT_S = 5
+RECOVER_JOB = "workers.jobs.recover_rotation"
+
+
+class RotationJobError(Exception):
+    """An unexpected error in a job, reduced to its type: RQ stores a failed job's exception
+    in Redis, and a foreign exception's message may quote a value."""
+
+
+# -- collaborators, built at call time (tests replace these) ---------------------------------
+
+
+def make_runtime(deployment: Deployment) -> Runtime:
+    """The runtime the engine acts through: Docker, with the compose command from
+    `ROTATOR_COMPOSE_COMMAND`."""
+    from core.adapters.docker import DockerRuntime
+
+    return DockerRuntime()
+
+
+def make_client() -> WebClient:
+    base_url = os.environ.get("SLACK_API_URL") or WebClient.BASE_URL
+    return WebClient(token=os.environ.get("SLACK_BOT_TOKEN"), base_url=base_url)
+
+
+def make_redis() -> Redis:
+    job = get_current_job()
+    if job is not None:
+        return job.connection
+    return Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+
+
+def lock_key(deployment: str) -> str:
+    return f"rotator:lock:{deployment}"
+
+
+@dataclass
+class Context:
+    settings: Settings
+    redis: Redis
+    client: WebClient
+
+    @property
+    def store(self) -> RequestStore:
+        return RequestStore(self.redis)
+
+    @classmethod
+    def load(cls) -> Context:
+        return cls(load_config(), make_redis(), make_client())
+
+
+class DeploymentLock:
+    """`rotator:lock:<deployment>`, held while renewed; see the module docstring."""
+
+    def __init__(self, redis: Redis, deployment: str) -> None:
+        self.lock = Lock(redis, lock_key(deployment), timeout=LOCK_TTL_S, thread_local=False)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self) -> bool:
+        if not self.lock.acquire(blocking=False):
+            return False
+        self._thread = threading.Thread(target=self._renew, name="rotator-lock", daemon=True)
+        self._thread.start()
+        return True
+
+    def _renew(self) -> None:
+        while not self._stop.wait(LOCK_TTL_S / 3):
+            try:
+                self.lock.reacquire()
+            except Exception as exc:
+                log.error("could not renew the deployment lock (%s)", type(exc).__name__)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            self.lock.release()
+        except LockError:
+            log.warning("the deployment lock had already expired")
+
+
+# -- the thread ------------------------------------------------------------------------------
+
+
+class Thread:
+    """Posts in one request's thread, every text redacted."""
+
+    def __init__(self, client: WebClient, request: Request, redactor: Redactor) -> None:
+        self.client, self.request, self.redactor = client, request, redactor
+
+    def say(self, text: str, blocks: report.Blocks | None = None, broadcast: bool = False) -> None:
+        kwargs: dict[str, Any] = {
+            "channel": self.request.channel,
+            "thread_ts": self.request.thread_ts,
+            "text": text,
+        }
+        if blocks:
+            kwargs["blocks"] = blocks
+        if broadcast:
+            kwargs["reply_broadcast"] = True
+        post_safely(self.client, self.redactor, **kwargs)
+
+
+def announce(
+    ctx: Context, dep: DeploymentConfig, request: Request, text: str, event: str, r: Redactor
+) -> None:
+    """A notice for users: the announce channel, and each webhook (POST JSON)."""
+    post_safely(ctx.client, r, channel=dep.announce_channel, text=text)
+    body = {
+        "event": event,
+        "deployment": dep.name,
+        "request_id": request.id,
+        "secret": request.secret,
+        "window_start": request.window_start.isoformat(),
+        "text": text,
+    }
+    data = r(json.dumps(body)).encode()
+    for url in dep.webhooks:
+        try:
+            post = urllib.request.Request(  # noqa: S310 -- config allows only http(s) URLs
+                url, data=data, headers={"content-type": "application/json"}, method="POST"
+            )
+            with urllib.request.urlopen(post, timeout=WEBHOOK_TIMEOUT_S):  # noqa: S310
+                pass
+        except Exception as exc:
+            log.warning("webhook for %s failed (%s)", dep.name, type(exc).__name__)
+
+
+# -- jobs --------------------------------------------------------------------------------------
+
+
+def run_rotation(request_id: str) -> str:
+    """Rotate the request's secret and report in its thread. Returns the outcome's name."""
+    return _Job(Context.load(), request_id).run(recover=False)
+
+
+def recover_rotation(request_id: str) -> str:
+    """Finish or undo the rotation the request left half-done (the Recover button)."""
+    return _Job(Context.load(), request_id).run(recover=True)
+
+
+def send_notice(request_id: str, notice_id: str) -> None:
+    """Announce the coming downtime (`notice_id` = `before-<lead>`), unless the request was
+    cancelled, rejected or has already run."""
+    ctx = Context.load()
+    request = ctx.store.find(request_id)
+    if request is None or request.status not in (RequestStatus.APPROVED, RequestStatus.SCHEDULED):
+        status = request.status.value if request else "gone"
+        log.info("notice %s for %s skipped: request is %s", notice_id, request_id, status)
+        return
+    if not ctx.store.once(f"notice:{request_id}:{notice_id}", ttl_s=30 * 86400):
+        return
+    dep = ctx.settings.deployment(request.deployment)
+    text = report.notice_text(
+        deployment=dep.name,
+        plan_json=request.plan_json,
+        window_start=request.window_start,
+        lead=notice_id.removeprefix("before-"),
+        now=datetime.now(UTC),
+    )
+    announce(ctx, dep, request, text, "notice", Redactor())
+
+
+class _Job:
+    def __init__(self, ctx: Context, request_id: str) -> None:
+        self.ctx = ctx
+        self.request_id = request_id
+        self.redactor = Redactor()
+
+    def run(self, *, recover: bool) -> str:
+        try:
+            request = self.ctx.store.get(self.request_id)
+        except RequestNotFound:
+            log.warning("request %s not found; nothing to do", self.request_id)
+            return "skipped: not found"
+        dep = self.ctx.settings.deployment(request.deployment)
+        thread = Thread(self.ctx.client, request, self.redactor)
+        lock = DeploymentLock(self.ctx.redis, dep.name)
+        if not recover and request.status is not RequestStatus.SCHEDULED:
+            log.info("request %s is %s; not running it", request.id, request.status.value)
+            return f"skipped: {request.status.value}"
+        if not lock.acquire():
+            return self._refuse_locked(request, dep, thread, recover=recover)
+        try:
+            wanted = RequestStatus.FAILED if recover else RequestStatus.SCHEDULED
+            try:
+                if request.status is not wanted:
+                    raise InvalidTransition(request.id, request.status, RequestStatus.RUNNING)
+                request = self.ctx.store.transition(request.id, RequestStatus.RUNNING)
+            except InvalidTransition as exc:
+                log.info("request %s is %s; not running it", request.id, exc.current.value)
+                if recover:
+                    thread.say(
+                        f"Request `{request.id}` is {exc.current.value}; nothing to recover."
+                    )
+                return f"skipped: {exc.current.value}"
+            return self._run(request, dep, thread, recover=recover)
+        finally:
+            lock.release()
+
+    def _refuse_locked(
+        self, request: Request, dep: DeploymentConfig, thread: Thread, *, recover: bool
+    ) -> str:
+        thread.say(
+            f":no_entry: Another rotation holds the lock on `{dep.name}` right now, so request "
+            f"`{request.id}` did not start; nothing was changed. "
+            + ("Press Recover again once it is done." if recover else "Ask again once it is done.")
+        )
+        if not recover:
+            with contextlib.suppress(InvalidTransition):
+                self.ctx.store.transition(request.id, RequestStatus.RUNNING)
+                self.ctx.store.transition(request.id, RequestStatus.FAILED)
+        return "refused: locked"
+
+    def _run(
+        self, request: Request, dep: DeploymentConfig, thread: Thread, *, recover: bool
+    ) -> str:
+        verb = "Recovering" if recover else "Rotating"
+        progress = SlackThreadProgress(
+            self.ctx.client,
+            request.channel,
+            request.thread_ts,
+            title=f"{verb} `{request.secret}` on `{dep.name}` (request `{request.id}`)",
+            redactor=self.redactor,
+            on_posted=lambda ts: self._remember_progress(request.id, ts),
+        )
+        try:
+            given = None if recover else self._given(request)
+            deployment = Deployment.load(dep.project)
+            self.redactor.add(secret_values(deployment.values()))
+            engine = Engine(
+                deployment,
+                make_runtime(deployment),
+                progress,
+                actor=_actor(request),
+                http_probes=HTTP_PROBES,
+            )
+            if recover:
+                self._check_journal_owner(deployment, request)
+                result = engine.recover()
+            else:
+                result = engine.rotate(request.secret, given=given, rotation_id=request.id)
+        except RecoveryNeeded as exc:
+            progress.finish(f":rotating_light: {verb} `{request.secret}` stopped half-way")
+            return self._needs_recovery(request, dep, thread, str(exc))
+        except RotatorError as exc:
+            progress.finish(f":x: {verb} `{request.secret}` did not go ahead")
+            return self._did_not_run(request, dep, thread, exc, recover=recover)
+        except Exception as exc:
+            log.error("job for %s failed: %s", request.id, type(exc).__name__)
+            progress.finish(f":x: {verb} `{request.secret}` failed")
+            self._unexpected(request, dep, thread, exc)
+            raise RotationJobError(
+                f"request {request.id}: {type(exc).__name__} (see the thread and worker log)"
+            ) from None
+        self.redactor.add(_current_secrets(dep))
+        return self._report(request, dep, thread, progress, result)
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def _report(
+        self,
+        request: Request,
+        dep: DeploymentConfig,
+        thread: Thread,
+        progress: SlackThreadProgress,
+        result: RotationResult,
+    ) -> str:
+        finished = result.outcome is Outcome.FINISHED
+        if finished:
+            progress.finish(f":white_check_mark: `{request.secret}` rotated on `{dep.name}`")
+            heading = "Verification: the new values work and the old ones are refused"
+        else:
+            progress.finish(f":leftwards_arrow_with_hook: `{request.secret}` rolled back")
+            heading = "Verification after rollback: the old values are back in place"
+        thread.say(heading, report.verification_blocks(result.checks, heading=heading))
+        if finished:
+            thread.say("Security checklist", report.checklist_blocks(result.checklist))
+            thread.say(
+                f":white_check_mark: Rotation `{request.id}` of `{request.secret}` on "
+                f"`{dep.name}` finished and verified.",
+                broadcast=True,
+            )
+            status = RequestStatus.FINISHED
+        else:
+            thread.say(self._failure_text(request, dep, result), broadcast=True)
+            status = RequestStatus.ROLLED_BACK
+        self.ctx.store.transition(request.id, status)
+        outcome = "finished" if finished else "rolled_back"
+        notice = report.outcome_notice(
+            deployment=dep.name, plan_json=request.plan_json, outcome=outcome
+        )
+        announce(self.ctx, dep, request, notice, outcome, self.redactor)
+        return outcome
+
+    def _failure_text(self, request: Request, dep: DeploymentConfig, result: RotationResult) -> str:
+        lines = [
+            f":x: Rotation `{request.id}` of `{request.secret}` on `{dep.name}` failed and was "
+            f"*rolled back*: the old values are back in place and verified.",
+            f"*What failed:* {result.error}",
+        ]
+        if result.failed_service:
+            lines.append(f"*Service:* `{result.failed_service}`")
+        if result.failed_logs:
+            lines.append(f"*Its last log lines (secrets redacted):*\n```{result.failed_logs}```")
+        if dep.oncall:
+            lines.append(f"{report.mentions(dep.oncall)}: please look before trying again.")
+        return "\n".join(lines)
+
+    def _needs_recovery(
+        self, request: Request, dep: DeploymentConfig, thread: Thread, reason: str
+    ) -> str:
+        blocks = report.recovery_blocks(
+            reason, project=str(dep.project), request_id=request.id, oncall=dep.oncall
+        )
+        thread.say(f":rotating_light: {reason}", blocks, broadcast=True)
+        self.ctx.store.transition(request.id, RequestStatus.FAILED)
+        notice = report.outcome_notice(
+            deployment=dep.name, plan_json=request.plan_json, outcome="failed"
+        )
+        announce(self.ctx, dep, request, notice, "failed", self.redactor)
+        return "needs_recovery"
+
+    def _did_not_run(
+        self,
+        request: Request,
+        dep: DeploymentConfig,
+        thread: Thread,
+        exc: RotatorError,
+        *,
+        recover: bool,
+    ) -> str:
+        who = f"\n{report.mentions(dep.oncall)}: please take a look." if dep.oncall else ""
+        text = explain(exc)
+        if not recover and "Nothing was changed" not in text:
+            text += " Nothing was changed."
+        thread.say(text + who, broadcast=True)
+        self.ctx.store.transition(request.id, RequestStatus.FAILED)
+        if not recover:
+            notice = report.outcome_notice(
+                deployment=dep.name, plan_json=request.plan_json, outcome="failed"
+            )
+            announce(self.ctx, dep, request, notice, "failed", self.redactor)
+        return "failed"
+
+    def _unexpected(
+        self, request: Request, dep: DeploymentConfig, thread: Thread, exc: Exception
+    ) -> None:
+        headline = f"The worker hit an internal error ({type(exc).__name__})."
+        if _journal(dep) is not None:
+            blocks = report.recovery_blocks(
+                headline, project=str(dep.project), request_id=request.id, oncall=dep.oncall
+            )
+            thread.say(headline, blocks, broadcast=True)
+        else:
+            who = f" {report.mentions(dep.oncall)}" if dep.oncall else ""
+            thread.say(f":x: {headline} No rotation is left open; nothing to recover.{who}")
+        with contextlib.suppress(InvalidTransition):
+            self.ctx.store.transition(request.id, RequestStatus.FAILED)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _given(self, request: Request) -> Mapping[str, str] | None:
+        """Open the sealed values typed into Slack, and delete the sealed copy."""
+        if not request.needs_value:
+            return None
+        blob = self.ctx.store.get_sealed(request.id)
+        if blob is None:
+            raise InputError(
+                f"the value typed in for `{request.secret}` has expired or was already used; "
+                "ask again with `/rotate`"
+            )
+        key_path = os.environ.get("ROTATOR_WORKER_KEY")
+        if not key_path:
+            raise InputError(
+                "ROTATOR_WORKER_KEY is not set: the worker cannot open typed-in values"
+            )
+        try:
+            values = open_values(Path(key_path).read_bytes(), blob, request_id=request.id)
+        except (OSError, SealError) as exc:
+            raise InputError(f"the typed-in value does not open on this worker: {exc}") from None
+        finally:
+            self.ctx.store.delete_sealed(request.id)
+        self.redactor.add(values.values())
+        return values
+
+    def _check_journal_owner(self, deployment: Deployment, request: Request) -> None:
+        journal = Journal(deployment.state_dir / "journal.json")
+        if journal.exists() and journal.load().rotation_id != request.id:
+            raise InputError(
+                f"the open journal belongs to rotation {journal.load().rotation_id}, not "
+                f"{request.id}; run `rotator recover --project {deployment.directory}` on the host"
+            )
+
+    def _remember_progress(self, request_id: str, ts: str) -> None:
+        try:
+            self.ctx.store.update(request_id, progress_ts=ts)
+        except Exception as exc:
+            log.warning("could not store the progress message (%s)", type(exc).__name__)
+
+
+def _actor(request: Request) -> str:
+    approvers = ", ".join(request.approvals) or "nobody"
+    glass = " (break glass)" if request.break_glass else ""
+    return f"slack:{request.requester}, approved by {approvers}{glass} (request {request.id})"
+
+
+def _current_secrets(dep: DeploymentConfig) -> list[str]:
+    try:
+        return secret_values(Deployment.load(dep.project).values())
+    except RotatorError:
+        return []
+
+
+def _journal(dep: DeploymentConfig) -> Journal | None:
+    """The deployment's open journal, if any."""
+    try:
+        journal = Journal(Deployment.load(dep.project).state_dir / "journal.json")
+    except RotatorError:
+        return None
+    return journal if journal.exists() else None
