@@ -303,11 +303,14 @@ class Engine:
             self._psql(script.encode())
             return
         address = self._db_address()
-        admin_password = previous if accepts_password(address, ADMIN_ROLE, previous) else wanted
+        if accepts_password(address, ADMIN_ROLE, wanted):
+            # Already there: the change is one transaction, so the admin role accepting
+            # the target means every role does. Skipping it spares the pooler a reset.
+            return
         change = change_shared_password(
             address,
             ADMIN_ROLE,
-            admin_password,
+            previous,
             wanted,
             plan.db_roles,
             analytics_host=host,
