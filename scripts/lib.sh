@@ -79,6 +79,15 @@ start_redis() {
     export ROTATOR_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 }
 
+ensure_compose_v2() {
+    # `docker compose` (v2) is the docker CLI plugin; the venv carries the binary.
+    local plugins=/usr/local/lib/docker/cli-plugins
+    if ! docker compose version >/dev/null 2>&1; then
+        mkdir -p "$plugins"
+        ln -sf "$VENV/bin/docker-compose" "$plugins/docker-compose"
+    fi
+}
+
 start_docker() {
     if ! docker info >/dev/null 2>&1; then
         log "starting the Docker engine (host networking only)"

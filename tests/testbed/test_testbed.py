@@ -1,0 +1,183 @@
+"""The testbed itself, on the real Docker engine: one deployment for the whole module.
+
+scripts/test builds the image first (tests/testbed/build-images.sh); nothing is built
+here. The tests run in file order and each leaves the deployment as it found it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import service_missing
+from tests.testbed.testbed import DEFAULT_IMAGE, Testbed, fingerprint, image_exists
+
+pytestmark = pytest.mark.docker
+
+LOGIN_ROLES = (
+    "postgres",
+    "supabase_admin",
+    "authenticator",
+    "pgbouncer",
+    "supabase_auth_admin",
+    "supabase_storage_admin",
+    "supabase_functions_admin",
+    "supabase_replication_admin",
+)
+# The stand-in that logs in as each role and turns unhealthy when that login is refused.
+DEPENDENT = {"supabase_auth_admin": "auth", "authenticator": "rest"}
+
+
+@pytest.fixture(scope="module")
+def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    engine = subprocess.run(["docker", "info"], capture_output=True, check=False)
+    if engine.returncode != 0:
+        service_missing("no Docker engine (docker info failed)")
+    if not image_exists():
+        service_missing(f"image {DEFAULT_IMAGE} not built (tests/testbed/build-images.sh)")
+    tb = Testbed.create(tmp_path_factory.mktemp("testbed"), project_name=f"tbtest-{os.getpid()}")
+    try:
+        tb.up(timeout=120)
+        yield tb
+    finally:
+        tb.down()
+
+
+def connect(tb: Testbed, user: str, password: str) -> psycopg.Connection[tuple[object, ...]]:
+    host, port = tb.db_address()
+    return psycopg.connect(
+        host=host, port=port, user=user, password=password, dbname="postgres", connect_timeout=5
+    )
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_every_service_is_up_and_healthy(testbed: Testbed) -> None:
+    states = testbed.container_states()
+    assert set(states) == {
+        "studio", "api-gw", "auth", "rest", "realtime", "storage", "imgproxy", "meta",
+        "functions", "db", "supavisor",
+    }  # fmt: skip
+    assert states.pop("meta") == "running"  # no health check, as upstream
+    assert set(states.values()) == {"healthy"}
+    for service in ("auth", "rest", "storage", "functions", "meta", "studio", "supavisor"):
+        assert testbed.health(service).status == 200, service
+
+
+def test_gateway_checks_the_api_key(testbed: Testbed) -> None:
+    env = testbed.env()
+    assert testbed.http("GET", "/rest/v1/todos").status == 401
+    assert testbed.http("GET", "/rest/v1/todos", {"apikey": env["ANON_KEY"] + "x"}).status == 401
+    anon = testbed.http("GET", "/rest/v1/todos", {"apikey": env["ANON_KEY"]})
+    assert (anon.status, anon.json()) == (200, {"role": "anon"})
+    service = testbed.http("GET", "/auth/v1/user", {"apikey": env["SERVICE_ROLE_KEY"]})
+    assert (service.status, service.json()) == (200, {"role": "service_role"})
+
+
+def test_dashboard_needs_basic_auth(testbed: Testbed) -> None:
+    env = testbed.env()
+
+    def basic(password: str) -> dict[str, str]:
+        pair = f"{env['DASHBOARD_USERNAME']}:{password}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+
+    refused = testbed.http("GET", "/")
+    assert refused.status == 401 and "WWW-Authenticate" in refused.headers
+    assert testbed.http("GET", "/", basic("not-the-password")).status == 401
+    assert testbed.http("GET", "/", basic(env["DASHBOARD_PASSWORD"])).status == 200
+
+
+def test_services_hold_the_env_values(testbed: Testbed) -> None:
+    env = testbed.env()
+    auth = testbed.fingerprints("auth")
+    assert auth["GOTRUE_SMTP_PASS"] == fingerprint(env["SMTP_PASS"])
+    assert auth["GOTRUE_JWT_SECRET"] == fingerprint(env["JWT_SECRET"])
+    assert testbed.fingerprints("storage")["S3_PROTOCOL_ACCESS_KEY_SECRET"] == fingerprint(
+        env["S3_PROTOCOL_ACCESS_KEY_SECRET"]
+    )
+    assert testbed.fingerprints("supavisor")["VAULT_ENC_KEY"] == fingerprint(env["VAULT_ENC_KEY"])
+
+
+@pytest.mark.parametrize("role", LOGIN_ROLES)
+def test_login_roles_accept_only_the_password(testbed: Testbed, role: str) -> None:
+    password = testbed.env()["POSTGRES_PASSWORD"]
+    with connect(testbed, role, password) as conn:
+        assert conn.execute("select current_user").fetchone() == (role,)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        connect(testbed, role, password + "x")
+
+
+@pytest.mark.parametrize(("role", "service"), DEPENDENT.items())
+def test_changed_password_turns_the_dependent_unhealthy(
+    testbed: Testbed, role: str, service: str
+) -> None:
+    password = testbed.env()["POSTGRES_PASSWORD"]
+    testbed.psql(f"alter role {role} with password 'rotated0{os.getpid()}'")
+    try:
+        assert testbed.health(service).status == 503
+        assert wait_for(lambda: testbed.container_states()[service] == "unhealthy")
+        assert testbed.health("storage").status == 200  # other logins are untouched
+    finally:
+        testbed.psql(f"alter role {role} with password '{password}'")
+    assert wait_for(lambda: testbed.container_states()[service] == "healthy")
+
+
+def test_realtime_health_check_needs_a_key_signed_with_the_jwt_secret(testbed: Testbed) -> None:
+    path = "/api/tenants/realtime-dev/health"
+    anon_key = testbed.env()["ANON_KEY"]
+    assert testbed.get("realtime", path, {"Authorization": f"Bearer {anon_key}"}).status == 200
+    head, claims, _ = anon_key.split(".")
+    forged = f"{head}.{claims}.{base64.urlsafe_b64encode(b'x' * 32).decode().rstrip('=')}"
+    assert testbed.get("realtime", path, {"Authorization": f"Bearer {forged}"}).status == 403
+
+
+def test_pooler_keeps_its_tenant_password_until_its_schema_is_dropped(testbed: Testbed) -> None:
+    """utils/db-passwd.sh's sequence, and why it drops _supavisor (pitfall 3)."""
+    env_file = testbed.directory / ".env"
+    original, old = env_file.read_text(), testbed.env()["POSTGRES_PASSWORD"]
+    new = "f" * 32
+
+    def set_everywhere(password: str) -> None:
+        roles = ("anon", "authenticated", "authenticator", "dashboard_user", "pgbouncer",
+                 "postgres", "service_role", "supabase_admin", "supabase_auth_admin",
+                 "supabase_functions_admin", "supabase_replication_admin",
+                 "supabase_storage_admin")  # fmt: skip
+        testbed.psql("".join(f"alter user {r} with password '{password}';" for r in roles))
+        env_file.write_text(
+            original.replace(f"POSTGRES_PASSWORD={old}", f"POSTGRES_PASSWORD={password}")
+        )
+        testbed.run_compose("up", "-d")
+
+    def drop_tenants() -> None:
+        sql = (
+            "drop schema _supavisor cascade; create schema _supavisor authorization supabase_admin"
+        )
+        testbed.psql(sql, dbname="_supabase")
+        testbed.run_compose("up", "-d", "--force-recreate", "supavisor")
+
+    try:
+        set_everywhere(new)
+        assert wait_for(lambda: testbed.health("auth").status == 200)
+        reason = testbed.health("supavisor").json()["reason"]
+        assert "tenant" in reason and "pgbouncer" in reason
+        drop_tenants()
+        testbed.wait_healthy(timeout=60)
+    finally:
+        set_everywhere(old)
+        drop_tenants()
+    testbed.wait_healthy(timeout=60)
+    assert Path(env_file).read_text() == original

@@ -1,0 +1,450 @@
+"""A Supabase-shaped deployment on the local Docker engine, for tests (see README.md).
+
+    tb = Testbed.create(tmp_path, port_base=25400, project_name="tb-auth")
+    tb.up()
+    try:
+        assert tb.http("GET", "/rest/v1/x", {"apikey": tb.env()["ANON_KEY"]}).status == 200
+    finally:
+        tb.down()
+
+The compose command is ROTATOR_COMPOSE_COMMAND (split like a shell would), else
+`docker-compose`. Compose v1 cannot read two things the upstream file uses, so for v1
+the copy is adjusted the way upstream's comments suggest for Podman: the top-level
+`name:` becomes COMPOSE_PROJECT_NAME in .env, and nested `${A:-${B}}` defaults become
+plain references.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+TEMPLATE = Path(__file__).resolve().parent / "project"
+DEFAULT_IMAGE = "rotator-testbed:latest"
+DEFAULT_PORT_BASE = 25400  # below the ephemeral range (32768+), so no client socket holds one
+PORT_SPAN = 20  # ports reserved per testbed: base .. base+19
+PORT_OFFSETS = {
+    "api-gw": 0,
+    "db": 1,
+    "pooler-transaction": 2,
+    "api-gw-https": 3,
+    "studio": 4,
+    "auth": 5,
+    "rest": 6,
+    "realtime": 7,
+    "storage": 8,
+    "imgproxy": 9,
+    "meta": 10,
+    "functions": 11,
+    "supavisor": 12,
+}
+PORT_LOCKS = Path(tempfile.gettempdir()) / "rotator-testbed-ports"
+HEALTH_PATHS = {"rest": "/ready", "storage": "/status", "supavisor": "/api/health"}
+DB_CONTAINER_SOCKET = "/var/run/postgresql"
+
+
+class TestbedError(Exception):
+    __test__ = False
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def image_exists(image: str = DEFAULT_IMAGE) -> bool:
+    """Whether the testbed image is built (tests/testbed/build-images.sh)."""
+    try:
+        result = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
+    except FileNotFoundError:
+        return False
+    return result.returncode == 0
+
+
+def compose_command() -> list[str]:
+    return shlex.split(os.environ.get("ROTATOR_COMPOSE_COMMAND", "docker-compose"))
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a .env file (comments skipped, one level of quotes removed)."""
+    values = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                value = value[1:-1]
+            values[key.strip()] = value
+    return values
+
+
+@dataclass
+class Testbed:
+    """One deployment directory and the compose project running from it."""
+
+    __test__: ClassVar[bool] = False
+
+    directory: Path
+    project_name: str
+    port_base: int
+    container_prefix: str
+    compose: list[str]
+
+    @classmethod
+    def create(
+        cls,
+        tmpdir: Path | str,
+        *,
+        port_base: int | None = None,
+        project_name: str = "supabase-testbed",
+        container_prefix: str | None = None,
+        image: str | None = None,
+        new_api_keys: bool = False,
+    ) -> Testbed:
+        """Copy the template into tmpdir/<project_name> and render it.
+
+        Without port_base, the first free block of PORT_SPAN ports from
+        ROTATOR_TESTBED_PORT_BASE (default 25400) is claimed, with a lock file that
+        down() releases, so concurrent test processes get different blocks.
+
+        container_prefix defaults to "<project_name>-" so testbeds can run side by side;
+        pass "" for upstream's exact container names. new_api_keys=True fills in the
+        opaque and asymmetric keys as utils/add-new-auth-keys.sh does.
+        """
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", project_name):
+            raise TestbedError(f"project name {project_name!r}: use [a-z0-9_-] only")
+        base = _claim_ports(port_base)
+        try:
+            directory = Path(tmpdir) / project_name
+            shutil.copytree(TEMPLATE, directory)
+            prefix = f"{project_name}-" if container_prefix is None else container_prefix
+            tb = cls(directory, project_name, base, prefix, compose_command())
+            tb._render(
+                image or os.environ.get("ROTATOR_TESTBED_IMAGE", DEFAULT_IMAGE), new_api_keys
+            )
+        except BaseException:
+            (PORT_LOCKS / str(base)).unlink(missing_ok=True)
+            raise
+        return tb
+
+    def _render(self, image: str, new_api_keys: bool) -> None:
+        tokens = {
+            "PROJECT_NAME": self.project_name,
+            "CONTAINER_PREFIX": self.container_prefix,
+            "IMAGE": image,
+            **{f"PORT_{k.upper().replace('-', '_')}": str(self.port(k)) for k in PORT_OFFSETS},
+        }
+        compose_file, env_file = self.directory / "docker-compose.yml", self.directory / ".env"
+        compose, env = compose_file.read_text(), env_file.read_text()
+        for name, value in tokens.items():
+            compose = compose.replace(f"@@{name}@@", value)
+            env = env.replace(f"@@{name}@@", value)
+        if new_api_keys:
+            env = _replace_env_values(env, _new_api_keys(read_env(env_file)["JWT_SECRET"]))
+            # add-new-auth-keys.sh uncomments these four in docker-compose.yml
+            compose = re.sub(
+                r"(?m)^(\s*)#(GOTRUE_JWT_KEYS|API_JWT_JWKS|JWT_JWKS|SUPABASE_JWKS):",
+                r"\1\2:",
+                compose,
+            )
+        if self.compose_major_version() < 2:
+            compose = re.sub(r"(?m)^name: .*\n", "", compose)
+            env = env.replace(
+                "COMPOSE_FILE=docker-compose.yml\n",
+                f"COMPOSE_FILE=docker-compose.yml\nCOMPOSE_PROJECT_NAME={self.project_name}\n",
+            )
+            jwks_set = "JWT_JWKS=\n" not in env
+            compose = compose.replace(
+                "${JWT_JWKS:-${JWT_SECRET}}", "${JWT_JWKS}" if jwks_set else "${JWT_SECRET}"
+            )
+            compose = compose.replace('${JWT_JWKS:-{"keys":[]}}', "${JWT_JWKS}")
+        compose_file.write_text(compose)
+        env_file.write_text(env)
+        env_file.chmod(0o600)
+
+    def compose_major_version(self) -> int:
+        result = self._run([*self.compose, "version", "--short"])
+        return int(result.stdout.strip().lstrip("v").split(".")[0])
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def up(self, timeout: float = 120) -> None:
+        """`compose up -d`, then wait until every container of the project is running and
+        healthy (those without a health check: running)."""
+        self.run_compose("up", "-d", timeout=timeout)
+        self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            states = self.container_states()
+            waiting = {s: st for s, st in states.items() if st not in ("healthy", "running")}
+            crashed = [s for s, st in waiting.items() if st in ("exited", "dead", "crash-loop")]
+            if states and not waiting:
+                return
+            if crashed or time.monotonic() > deadline:
+                logs = {s: self.logs(s, tail=15) for s in waiting}
+                raise TestbedError(f"testbed not healthy: {waiting}; recent logs: {logs}")
+            time.sleep(0.5)
+
+    def logs(self, service: str, tail: int = 50) -> str:
+        ids = self._containers(service)
+        if not ids:
+            return ""
+        result = self._run(["docker", "logs", "--tail", str(tail), ids[0]], check=False)
+        return (result.stdout + result.stderr).strip()
+
+    def down(self) -> None:
+        """Remove this project's containers and volumes, and the database's data dir."""
+        self.run_compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
+        leftover = self._containers()
+        if leftover:
+            self._run(["docker", "rm", "-f", "-v", *leftover], check=False)
+        for sub in ("volumes/db/data", "volumes/storage"):
+            shutil.rmtree(self.directory / sub, ignore_errors=True)
+        (PORT_LOCKS / str(self.port_base)).unlink(missing_ok=True)
+
+    def run_compose(
+        self, *args: str, timeout: float = 120, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the compose command in the deployment directory, e.g. ("up", "-d", "auth")."""
+        return self._run([*self.compose, *args], timeout=timeout, check=check)
+
+    def _run(
+        self, argv: list[str], *, timeout: float = 120, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        # Shell variables override .env in compose: keep the caller's out of the project.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
+        for key in read_env(self.directory / ".env"):
+            env.pop(key, None)
+        result = subprocess.run(
+            argv,
+            cwd=self.directory,
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise TestbedError(f"{shlex.join(argv[:4])} failed: {result.stderr.strip()[-2000:]}")
+        return result
+
+    # --- where things are --------------------------------------------------------------
+
+    def port(self, service: str) -> int:
+        return self.port_base + PORT_OFFSETS[service]
+
+    def service_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.port(service)}"
+
+    def db_address(self) -> tuple[str, int]:
+        return "127.0.0.1", self.port("db")
+
+    def env(self) -> dict[str, str]:
+        """The deployment's .env as it is now."""
+        return read_env(self.directory / ".env")
+
+    def container_name(self, service: str) -> str:
+        names = {
+            "api-gw": "supabase-envoy",
+            "functions": "supabase-edge-functions",
+            "realtime": "realtime-dev.supabase-realtime",
+            "supavisor": "supabase-pooler",
+        }
+        return self.container_prefix + names.get(service, f"supabase-{service}")
+
+    def _containers(self, service: str | None = None) -> list[str]:
+        argv = [
+            "docker",
+            "ps",
+            "-aq",
+            "--filter",
+            f"label=com.docker.compose.project={self.project_name}",
+        ]
+        if service:
+            argv += ["--filter", f"label=com.docker.compose.service={service}"]
+        return self._run(argv).stdout.split()
+
+    def container_states(self) -> dict[str, str]:
+        """Service -> "healthy" / "unhealthy" / "starting" (health check), else the
+        container's status ("running", "restarting", "exited", ...), or "crash-loop"
+        once it has restarted three times."""
+        ids = self._containers()
+        if not ids:
+            return {}
+        states = {}
+        for info in json.loads(self._run(["docker", "inspect", *ids]).stdout):
+            service = info["Config"]["Labels"]["com.docker.compose.service"]
+            state = info["State"]
+            health = state.get("Health", {}).get("Status")
+            if state["Status"] == "running" and health:
+                states[service] = health
+            elif state["Status"] == "restarting" and info["RestartCount"] >= 3:
+                states[service] = "crash-loop"
+            else:
+                states[service] = state["Status"]
+        return states
+
+    # --- probes ------------------------------------------------------------------------
+
+    def get(self, service: str, path: str, headers: dict[str, str] | None = None) -> Response:
+        """GET a path on one service directly (not through the gateway)."""
+        return _request("GET", self.service_url(service) + path, headers or {}, None)
+
+    def health(self, service: str) -> Response:
+        """The stand-in's own health answer (200, or 503 with the reason in the body)."""
+        return self.get(service, HEALTH_PATHS.get(service, "/health"))
+
+    def fingerprints(self, service: str) -> dict[str, str]:
+        """sha256(value)[:16] of every environment variable the service started with."""
+        return dict(self.get(service, "/fingerprints").json())
+
+    def http(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> Response:
+        """A request through the gateway (api-gw), like a client of the deployment."""
+        return _request(method, self.service_url("api-gw") + path, headers or {}, body)
+
+    def psql(self, sql: str, *, user: str = "supabase_admin", dbname: str = "postgres") -> str:
+        """Run SQL inside the db container over its unix socket (trusted, no password),
+        the recovery path; the SQL travels on stdin. Returns unaligned tuples."""
+        argv = ["docker", "exec", "-i", "-u", "postgres", self.container_name("db"), "psql",
+                "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", DB_CONTAINER_SOCKET,
+                "-U", user, "-d", dbname]  # fmt: skip
+        return self._run(argv, stdin=sql).stdout
+
+
+def fingerprint(value: str) -> str:
+    """What /fingerprints reports for a value."""
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+def _request(method: str, url: str, headers: dict[str, str], body: bytes | None) -> Response:
+    import http.client
+
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=15)
+    try:
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn.request(method, target, body=body, headers=headers)
+        response = conn.getresponse()
+        return Response(response.status, response.read(), dict(response.getheaders()))
+    finally:
+        conn.close()
+
+
+def _claim_ports(port_base: int | None) -> int:
+    """Lock a block of ports that nothing listens on; return its first port."""
+    first = port_base or int(os.environ.get("ROTATOR_TESTBED_PORT_BASE", DEFAULT_PORT_BASE))
+    PORT_LOCKS.mkdir(exist_ok=True)
+    for base in [first] if port_base else range(first, first + 10 * PORT_SPAN, PORT_SPAN):
+        lock = PORT_LOCKS / str(base)
+        if _lock_held(lock):
+            continue
+        lock.unlink(missing_ok=True)  # stale: its process is gone
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            continue  # another process won the race
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        if not any(_port_in_use(p) for p in range(base, base + PORT_SPAN)):
+            return base
+        lock.unlink()
+    raise TestbedError(f"no free block of {PORT_SPAN} ports from {first} (other testbeds?)")
+
+
+def _lock_held(lock: Path) -> bool:
+    try:
+        owner = int(lock.read_text() or os.getpid())  # empty: being written right now
+        os.kill(owner, 0)
+    except PermissionError:
+        return True  # a process of another user
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        return False
+    return True
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _replace_env_values(text: str, values: dict[str, str]) -> str:
+    """Set KEY=value lines (the key's first line), appending keys that are missing."""
+    lines = text.splitlines(keepends=True)
+    for key, value in values.items():
+        index = next((i for i, line in enumerate(lines) if line.startswith(f"{key}=")), None)
+        if index is None:
+            lines.append(f"{key}={value}\n")
+        else:
+            lines[index] = f"{key}={value}\n"
+    return "".join(lines)
+
+
+def _new_api_keys(jwt_secret: str) -> dict[str, str]:
+    """The values utils/add-new-auth-keys.sh generates, from the deployment's JWT_SECRET."""
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    def b64url(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    def opaque(prefix: str) -> str:
+        body = prefix + b64url(secrets.token_bytes(17))[:22]
+        digest = hashlib.sha256(f"supabase-self-hosted|{body}".encode()).digest()
+        return f"{body}_{b64url(digest)[:8]}"
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    numbers = private.private_numbers()
+    kid = secrets.token_hex(16)
+    public_jwk = {"kty": "EC", "kid": kid, "use": "sig", "alg": "ES256", "ext": True,
+                  "crv": "P-256", "x": b64url(numbers.public_numbers.x.to_bytes(32, "big")),
+                  "y": b64url(numbers.public_numbers.y.to_bytes(32, "big"))}  # fmt: skip
+    oct_jwk = {"kty": "oct", "k": b64url(jwt_secret.encode()), "alg": "HS256"}
+    private_jwk = {**public_jwk, "key_ops": ["sign", "verify"],
+                   "d": b64url(numbers.private_value.to_bytes(32, "big"))}  # fmt: skip
+    public_jwk["key_ops"] = ["verify"]
+    iat = int(time.time())
+
+    def sign(role: str) -> str:
+        claims = {"role": role, "iss": "supabase", "iat": iat, "exp": iat + 5 * 365 * 24 * 3600}
+        return jwt.encode(claims, private, algorithm="ES256", headers={"kid": kid})
+
+    return {
+        "SUPABASE_PUBLISHABLE_KEY": opaque("sb_publishable_"),
+        "SUPABASE_SECRET_KEY": opaque("sb_secret_"),
+        "JWT_KEYS": json.dumps([private_jwk, oct_jwk], separators=(",", ":")),
+        "JWT_JWKS": json.dumps({"keys": [public_jwk, oct_jwk]}, separators=(",", ":")),
+        "ANON_KEY_ASYMMETRIC": sign("anon"),
+        "SERVICE_ROLE_KEY_ASYMMETRIC": sign("service_role"),
+    }
