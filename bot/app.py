@@ -9,7 +9,8 @@ RQ jobs, on the queue `rotator:<deployment>` (default pickle serializer, ids onl
   start (emergencies: enqueued at once);
 - `workers.jobs.send_notice(request_id, notice_id)`, job id `notice-<request_id>-<notice_id>`,
   where notice_id is `before-<duration>` (e.g. `before-24h`) at that lead time before the window,
-  or `before-0s` at once when the window is nearer than every lead time.
+  or `before-0s` at once when the window is nearer than every lead time; and `cancelled`,
+  enqueued at once when a request is cancelled after one of its notices went out.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from bot.store import OPEN_STATES, RequestStatus, RequestStore, RotationRequest
 from core.errors import InputError, RotatorError
 from core.plan import Plan
 
-__all__ = ["ROTATION_JOB_TIMEOUT_S", "Rotator", "build_app", "plan_from_json"]
+__all__ = ["ROTATION_JOB_TIMEOUT_S", "Rotator", "build_app"]
 
 log = logging.getLogger("rotator.bot")
 audit = logging.getLogger("rotator.audit")
@@ -60,25 +61,10 @@ ROTATION_JOB_TIMEOUT_S = 2 * 3600
 RUN_ROTATION = "workers.jobs.run_rotation"
 SEND_NOTICE = "workers.jobs.send_notice"
 RECOVER_ROTATION = "workers.jobs.recover_rotation"
+CANCELLED_NOTICE = "cancelled"
+"""The notice id that tells users an announced rotation is off (`workers.jobs.send_notice`)."""
 RECOVER_ACTION = "rotator_recover"
 """The Recover button the worker posts in a thread (`workers.report.RECOVER_ACTION`)."""
-
-
-def plan_from_json(text: str) -> Plan:
-    data = json.loads(text)
-    return Plan(
-        secret=data["secret"],
-        title=data["title"],
-        env_keys=tuple(data["env_keys"]),
-        services=tuple(data["services"]),
-        restart_levels=tuple(tuple(level) for level in data["restart_levels"]),
-        db_roles=tuple(data["db_roles"]),
-        impact=data["impact"],
-        logs_out_users=bool(data["logs_out_users"]),
-        downtime_estimate_s=int(data["downtime_estimate_s"]),
-        members=tuple(data.get("members", ())),
-        notes=tuple(data.get("notes", ())),
-    )
 
 
 def _default_catalogue() -> Catalogue:
@@ -126,7 +112,7 @@ class Rotator:
     def redraw(self, client: WebClient, request: RotationRequest) -> None:
         if not request.thread_ts:
             return
-        plan = plan_from_json(request.plan_json)
+        plan = Plan.from_json(json.loads(request.plan_json))
         dep = self.settings.deployment(request.deployment)
         client.chat_update(
             channel=request.channel,
@@ -248,7 +234,7 @@ class Rotator:
         )
 
     def cancel(self, request_id: str, user: str, respond: Respond, client: WebClient) -> None:
-        request = self.store.get(request_id)
+        now, request = self.clock(), self.store.get(request_id)
         dep = self.settings.deployment(request.deployment)
         decision = policy.may_cancel(user, request, dep, members=self.members(client))
         if not decision:
@@ -257,10 +243,20 @@ class Rotator:
         removed = self.unschedule(request)
         self.store.delete_sealed(request_id)
         self.redraw(client, request)
-        self.in_thread(
-            client, request, f":no_entry_sign: Cancelled by <@{user}>; {removed} job(s) removed."
-        )
+        text = f":no_entry_sign: Cancelled by <@{user}>; {removed} job(s) removed."
+        if self.notices_sent(request):
+            queue = Queue(dep.queue_name, connection=self.redis)
+            job_id = f"notice-{request.id}-{CANCELLED_NOTICE}"
+            self.enqueue(queue, SEND_NOTICE, (request.id, CANCELLED_NOTICE), job_id, now, now)
+            text += f" The notices went out, so <#{dep.announce_channel}> hears it is off."
+        self.in_thread(client, request, text)
         respond(text=f"Cancelled `{request_id}`.", response_type="ephemeral")
+
+    def notices_sent(self, request: RotationRequest) -> list[str]:
+        """The request's notices the worker has already announced (`send_notice`'s markers)."""
+        prefix = f"notice-{request.id}-"
+        notices = [j.removeprefix(prefix) for j in request.job_ids if j.startswith(prefix)]
+        return [n for n in notices if self.store.seen(f"notice:{request.id}:{n}")]
 
     def expire_due(self, client: WebClient) -> None:
         now = self.clock()
@@ -490,6 +486,9 @@ class Rotator:
         at: datetime,
         now: datetime,
     ) -> str:
+        # RQ's scheduler keeps whole seconds (it truncates): round up, never start early.
+        if at > now and at.microsecond:
+            at = at.replace(microsecond=0) + timedelta(seconds=1)
         try:
             timeout = ROTATION_JOB_TIMEOUT_S if func == RUN_ROTATION else 300
             if at <= now:

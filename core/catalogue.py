@@ -46,6 +46,7 @@ from core.jwtkeys import (
     replace_oct_key,
     sign_hs256,
 )
+from core.roles import SHARED_PASSWORD_ROLES
 
 __all__ = [
     "CATALOGUE",
@@ -75,22 +76,8 @@ class Risk(StrEnum):
     CRITICAL = "critical"
 
 
-DB_ROLES: tuple[str, ...] = (
-    "anon",
-    "authenticated",
-    "authenticator",
-    "dashboard_user",
-    "pgbouncer",
-    "postgres",
-    "service_role",
-    "supabase_admin",
-    "supabase_auth_admin",
-    "supabase_functions_admin",
-    "supabase_replication_admin",
-    "supabase_storage_admin",
-)
-"""The roles upstream `utils/db-passwd.sh` gives POSTGRES_PASSWORD, in its order.
-`supabase_read_only_user` is left out on purpose, as upstream does: it has no password."""
+DB_ROLES = SHARED_PASSWORD_ROLES
+
 
 REALTIME_DB_ENC_KEY_REASON = (
     "REALTIME_DB_ENC_KEY encrypts rows Realtime stored; changing it destroys them"

@@ -169,7 +169,7 @@ class Engine:
             if not self.journal.exists():
                 raise InputError(f"no rotation is open on {self.deployment.directory}")
             state = self.journal.load()
-            plan = make_plan_from_journal(state)
+            plan = Plan.from_json(state.plan)
             db_holds = self._database_holds(state, plan)
             emit_safely(
                 self.progress,
@@ -434,21 +434,3 @@ class Engine:
         self.audit.append(
             new_record(state.rotation_id, self.actor, "rotate", state.secret, result, detail)
         )
-
-
-def make_plan_from_journal(state: JournalState) -> Plan:
-    raw = state.plan
-    return Plan(
-        secret=raw["secret"],
-        title=raw["title"],
-        env_keys=tuple(raw["env_keys"]),
-        services=tuple(raw["services"]),
-        restart_levels=tuple(tuple(level) for level in raw["restart_levels"]),
-        db_roles=tuple(raw["db_roles"]),
-        impact=raw["impact"],
-        logs_out_users=raw["logs_out_users"],
-        downtime_estimate_s=raw["downtime_estimate_s"],
-        resets_pooler_tenant=raw.get("resets_pooler_tenant", False),
-        members=tuple(raw.get("members", ())),
-        notes=tuple(raw.get("notes", ())),
-    )

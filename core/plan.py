@@ -57,6 +57,24 @@ class Plan:
             "notes": list(self.notes),
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Plan:
+        """The inverse of `to_json` (the journal and the bot's request store keep plans)."""
+        return cls(
+            secret=data["secret"],
+            title=data["title"],
+            env_keys=tuple(data["env_keys"]),
+            services=tuple(data["services"]),
+            restart_levels=tuple(tuple(level) for level in data["restart_levels"]),
+            db_roles=tuple(data["db_roles"]),
+            impact=data["impact"],
+            logs_out_users=bool(data["logs_out_users"]),
+            downtime_estimate_s=int(data["downtime_estimate_s"]),
+            resets_pooler_tenant=bool(data.get("resets_pooler_tenant", False)),
+            members=tuple(data.get("members", ())),
+            notes=tuple(data.get("notes", ())),
+        )
+
 
 SECONDS_PER_LEVEL = 10
 """A rough cost of recreating one depends_on level: stop, start, first health check."""

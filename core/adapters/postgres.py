@@ -39,6 +39,7 @@ import psycopg
 from psycopg import sql
 
 from core.errors import DatabaseError, DatabaseRefused
+from core.roles import SHARED_PASSWORD_ROLES
 from core.scram import scram_sha256_verifier
 
 __all__ = [
@@ -54,23 +55,6 @@ __all__ = [
     "role_passwords_match",
     "shared_password_script",
 ]
-
-SHARED_PASSWORD_ROLES: tuple[str, ...] = (
-    "anon",
-    "authenticated",
-    "authenticator",
-    "dashboard_user",
-    "pgbouncer",
-    "postgres",
-    "service_role",
-    "supabase_admin",
-    "supabase_auth_admin",
-    "supabase_functions_admin",
-    "supabase_replication_admin",
-    "supabase_storage_admin",
-)
-"""The roles that share POSTGRES_PASSWORD, in the order `utils/db-passwd.sh` sets them.
-`supabase_read_only_user` is left out on purpose: it has no password."""
 
 SUPABASE_METADATA_DB = "_supabase"
 """Where Supavisor (`_supavisor`) and Logflare (`_analytics`) keep their state."""
