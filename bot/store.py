@@ -286,6 +286,10 @@ class RequestStore:
         """True the first time `marker` is seen within `ttl_s` (Slack retries, double clicks)."""
         return bool(self.redis.set(f"{self.prefix}:once:{marker}", b"1", nx=True, ex=ttl_s))
 
+    def seen(self, marker: str) -> bool:
+        """Whether `once(marker)` has been called (and its marker has not expired)."""
+        return bool(self.redis.exists(f"{self.prefix}:once:{marker}"))
+
     def put_sealed(self, request_id: str, blob: bytes, ttl_s: int) -> None:
         """Store a value sealed for the worker (bot.sealed.seal); never plaintext."""
         self.redis.set(f"{self.prefix}:sealed:{request_id}", blob, ex=max(ttl_s, 60))

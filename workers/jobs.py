@@ -67,6 +67,8 @@ HTTP_PROBES = True
 """Probe the gateway over HTTP in verification (tests without a gateway turn it off)."""
 WEBHOOK_TIMEOUT_S = 5
 RECOVER_JOB = "workers.jobs.recover_rotation"
+CANCELLED_NOTICE = "cancelled"
+"""send_notice's id for "the announced maintenance is off" (`bot.app.CANCELLED_NOTICE`)."""
 
 
 class RotationJobError(Exception):
@@ -210,9 +212,13 @@ def recover_rotation(request_id: str) -> str:
 
 def send_notice(request_id: str, notice_id: str) -> None:
     """Announce the coming downtime (`notice_id` = `before-<lead>`), unless the request was
-    cancelled, rejected or has already run."""
+    cancelled, rejected or has already run; or, with `notice_id` = `cancelled` (the bot enqueues
+    it when it cancels a request whose notices went out), that it will not happen."""
     ctx = Context.load()
     request = ctx.store.find(request_id)
+    if notice_id == CANCELLED_NOTICE:
+        _send_cancelled(ctx, request_id, request)
+        return
     if request is None or request.status not in (RequestStatus.APPROVED, RequestStatus.SCHEDULED):
         status = request.status.value if request else "gone"
         log.info("notice %s for %s skipped: request is %s", notice_id, request_id, status)
@@ -228,6 +234,19 @@ def send_notice(request_id: str, notice_id: str) -> None:
         now=datetime.now(UTC),
     )
     announce(ctx, dep, request, text, "notice", Redactor())
+
+
+def _send_cancelled(ctx: Context, request_id: str, request: Request | None) -> None:
+    if request is None or request.status is not RequestStatus.CANCELLED:
+        log.info("cancellation notice for %s skipped: request is not cancelled", request_id)
+        return
+    if not ctx.store.once(f"notice:{request_id}:{CANCELLED_NOTICE}", ttl_s=30 * 86400):
+        return
+    dep = ctx.settings.deployment(request.deployment)
+    text = report.cancelled_notice(
+        deployment=dep.name, plan_json=request.plan_json, window_start=request.window_start
+    )
+    announce(ctx, dep, request, text, "cancelled", Redactor())
 
 
 class _Job:

@@ -17,6 +17,7 @@ from core.progress import CheckResult
 __all__ = [
     "RECOVER_ACTION",
     "abandoned_blocks",
+    "cancelled_notice",
     "checklist_blocks",
     "mentions",
     "notice_text",
@@ -164,6 +165,16 @@ def notice_text(
     if plan["downtime_estimate_s"]:
         notice.append(f"Expected downtime: {_downtime(plan['downtime_estimate_s'])}.")
     return " ".join(notice)
+
+
+def cancelled_notice(*, deployment: str, plan_json: str, window_start: datetime) -> str:
+    """The notice that an announced maintenance will not happen."""
+    plan = plan_summary(plan_json)
+    when = window_start.strftime("%a %Y-%m-%d %H:%M UTC")
+    return (
+        f":no_entry_sign: *The planned maintenance on {deployment}* ({when}) is *cancelled*: "
+        f"{plan['title']} stays as it is and nothing will change."
+    )
 
 
 def outcome_notice(*, deployment: str, plan_json: str, outcome: str) -> str:
