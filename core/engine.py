@@ -60,6 +60,7 @@ from core.progress import (
     StepFailed as StepFailedEvent,
 )
 from core.redact import redact
+from core.restart import recreate_in_order
 from core.runtime import Runtime
 from core.verify import (
     ADMIN_ROLE,
@@ -170,7 +171,15 @@ class Engine:
                 raise InputError(f"no rotation is open on {self.deployment.directory}")
             state = self.journal.load()
             plan = Plan.from_json(state.plan)
-            db_holds = self._database_holds(state, plan)
+            try:
+                self._start_stopped(plan)
+                db_holds = self._database_holds(state, plan)
+            except StepFailed as exc:
+                # Nothing was finished or undone: exit 3 (still half-done), not 1.
+                raise RecoveryNeeded(
+                    f"cannot recover rotation {state.rotation_id} yet: {exc}; the journal "
+                    "is kept: run `rotator recover` again once that is fixed"
+                ) from None
             emit_safely(
                 self.progress,
                 Note(
@@ -185,6 +194,21 @@ class Engine:
                 return self._forward(state, plan, resume=True)
             emit_safely(self.progress, Note("the new values were not committed: undoing"))
             return self._roll_back(state, plan, reason="recovered after an interrupted rotation")
+
+    def _start_stopped(self, plan: Plan) -> None:
+        """Bring back planned services a killed run left without a running container.
+
+        A process killed while compose recreated a level can leave that level stopped
+        (the old container stopped, the new one not yet started): the database among
+        them, which recovery must ask. They start from the current .env, level by level;
+        finishing or undoing then recreates them again as planned.
+        """
+        states = self.runtime.services(self.deployment.compose)
+        for level in plan.restart_levels:
+            down = [s for s in level if s not in states or states[s].status != "running"]
+            if down:
+                self._emit(Note("starting services left stopped: " + ", ".join(down)))
+                self.runtime.recreate(self.deployment.compose, self.deployment.values(), down)
 
     # ------------------------------------------------------------------ protocol
 
@@ -230,9 +254,13 @@ class Engine:
             self._emit(StepStarted("rollback", "restoring the old values"))
             self._set_database(plan, target=state.old, other=state.new)
             self._set_env(state.old)
-            if state.reached(Step.COMMIT) or state.current in (
-                Step.COMMIT.value,
-                Step.RESTART.value,
+            # Apply (and undoing it) resets the pooler's stored tenant, which only a
+            # recreated pooler puts back: once apply may have run, recreate as after commit.
+            applied = state.reached(Step.APPLY) or state.current == Step.APPLY.value
+            if (
+                state.reached(Step.COMMIT)
+                or state.current in (Step.COMMIT.value, Step.RESTART.value)
+                or (applied and plan.resets_pooler_tenant)
             ):
                 self._restart(plan)
             checks = self._verify(plan, accepted=state.old, refused=state.new)
@@ -267,10 +295,10 @@ class Engine:
                 f"{', '.join(shadowed)} set in rotator's own environment; compose would use "
                 "it instead of .env. Unset it and try again. Nothing was changed."
             )
-        ready = check_services_ready(self.deployment, self.runtime, plan.services)
-        if not ready.ok:
-            raise PreflightFailed(f"{ready.evidence}; fix them first. Nothing was changed.")
-        if plan.db_roles and self.via_socket:
+        # The database first: when it refuses the password in .env, the services that
+        # log in with it are unhealthy too, and the way out below is what to show.
+        repairing = bool(plan.db_roles) and self.via_socket
+        if repairing:
             self._psql(b"SELECT 1;\n")
         elif plan.db_roles or plan.resets_pooler_tenant:
             try:
@@ -283,6 +311,11 @@ class Engine:
                     "password: `rotator rotate postgres-password --via-socket`. "
                     "Nothing was changed."
                 ) from None
+        ready = check_services_ready(self.deployment, self.runtime, plan.services)
+        if not ready.ok and not repairing:
+            # Through the socket, services refused by the database are expected: the
+            # rotation recreates them all and verifies they come back healthy.
+            raise PreflightFailed(f"{ready.evidence}; fix them first. Nothing was changed.")
 
     def _set_database(
         self, plan: Plan, *, target: Mapping[str, str], other: Mapping[str, str]
@@ -340,10 +373,13 @@ class Engine:
         self.deployment = self.deployment.reload()
 
     def _restart(self, plan: Plan) -> None:
-        env = self.deployment.values()
-        for level in plan.restart_levels:
-            self._emit(Note("recreating " + ", ".join(level)))
-            self.runtime.recreate(self.deployment.compose, env, list(level))
+        recreate_in_order(
+            self.runtime,
+            self.deployment.compose,
+            self.deployment.values(),
+            plan.services,
+            announce=lambda services: self._emit(Note("recreating " + ", ".join(services))),
+        )
 
     def _verify(
         self, plan: Plan, *, accepted: Mapping[str, str], refused: Mapping[str, str] | None

@@ -43,12 +43,29 @@ class Runtime(Protocol):
     def recreate(
         self, project: ComposeProject, env: Mapping[str, str], services: Sequence[str]
     ) -> None:
-        """Recreate these services (one depends_on level) and wait until each is healthy.
+        """Recreate these services (never restart: a restart keeps the old environment).
 
-        `env` is the deployment's .env as compose will read it; it is passed so an
-        implementation can redact it from the logs it reports. Raises
-        RuntimeFailure naming the first service that failed, with its last log
-        lines, redacted.
+        Returns once their new containers run, without waiting for health checks:
+        the engine decides what to wait for. `env` is the deployment's .env as
+        compose reads it, passed so the implementation can redact the output it
+        reports. Raises RuntimeFailure when compose fails or keeps an old container.
+        """
+        ...
+
+    def wait_ready(
+        self,
+        project: ComposeProject,
+        env: Mapping[str, str],
+        services: Sequence[str],
+        *,
+        timeout_s: float | None = None,
+        any_ready: bool = False,
+    ) -> None:
+        """Wait until each service (with `any_ready`: one of them) runs and passes its
+        health check.
+
+        Raises RuntimeFailure naming the first service that exited, crash-loops,
+        stays unhealthy, or is not ready in time, with its last log lines, redacted.
         """
         ...
 

@@ -41,15 +41,27 @@ class RecordingRuntime:
         resolved = project.resolve(EnvFile.read(project.directory / ".env").as_dict())
         for name in services:
             self.envs[name] = _environment(resolved[name])
-            if name in self.fail_on:
-                # Fails once, like a service that cannot start on the new value
-                # and comes back on the old one during rollback.
-                self.fail_on.discard(name)
-                self.health[name] = "unhealthy"
+            # A service in fail_on fails once, like one that cannot start on the new
+            # value and comes back on the old one during rollback.
+            self.health[name] = "unhealthy" if name in self.fail_on else "healthy"
+            self.fail_on.discard(name)
+
+    def wait_ready(
+        self,
+        project: ComposeProject,
+        env: Mapping[str, str],
+        services: Sequence[str],
+        *,
+        timeout_s: float | None = None,
+        any_ready: bool = False,
+    ) -> None:
+        for name in services:
+            if self.health[name] == "unhealthy":
                 raise RuntimeFailure(
-                    f"service {name} did not turn healthy", service=name, logs="fake: boom"
+                    f"service {name} stayed unhealthy after recreate",
+                    service=name,
+                    logs="fake: boom",
                 )
-            self.health[name] = "healthy"
 
     def container_env(self, project: ComposeProject, service: str) -> dict[str, str]:
         return dict(self.envs[service])

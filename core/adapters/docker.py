@@ -7,7 +7,8 @@ goes through the Docker SDK, which reads state without a shell.
 
     runtime = DockerRuntime()                      # compose command from ROTATOR_COMPOSE_COMMAND
     runtime.services(project)                      # {"db": ServiceState(...), ...}
-    runtime.recreate(project, env, ["auth", "rest"])
+    runtime.recreate(project, env, ["auth", "rest"])   # returns once the new containers run
+    runtime.wait_ready(project, env, ["auth", "rest"])  # healthy, or RuntimeFailure with logs
     runtime.exec_in(project, "db", ["psql", "-U", "supabase_admin", "-f", "-"], stdin=sql)
 
 Secrets never travel in argv or in the compose process's environment: compose
@@ -57,6 +58,9 @@ LOG_LINES = 30
 
 POLL_INTERVAL_S = 0.2
 
+UNHEALTHY_GRACE_S = 20.0
+"""How long a recreated service may stay unhealthy before it counts as failed."""
+
 _LABEL_PROJECT = "com.docker.compose.project"
 _LABEL_SERVICE = "com.docker.compose.service"
 _LABEL_ONEOFF = "com.docker.compose.oneoff"
@@ -90,6 +94,7 @@ class _Verdict:
 
     ready: bool
     failure: str = ""
+    unhealthy: bool = False
     container: Container | None = None
 
 
@@ -100,7 +105,7 @@ class DockerRuntime:
         compose_command: the compose command as argv, e.g. `["docker-compose"]`.
             Defaults to ROTATOR_COMPOSE_COMMAND (split like a shell would), else
             `docker compose`.
-        health_timeout_s: how long `recreate` waits for the recreated services
+        health_timeout_s: how long `wait_ready` waits, by default, for services
             to be ready, all together.
         client: a Docker SDK client. Defaults to one on DOCKER_HOST, else the
             local socket, created on first use.
@@ -148,8 +153,32 @@ class DockerRuntime:
         self._check_working_dir(project, everything)
         wanted = set(services)
         before = {c.id for c in everything if c.labels.get(_LABEL_SERVICE) in wanted}
-        self._compose_up(project, services, secrets)
-        self._wait_ready(project, services, before, secrets)
+        output = self._compose_up(project, services, secrets)
+        containers = self._containers(project, services)
+        # Compose v2 exits 0 on an unknown service name; judge by what it created.
+        missing = wanted - {c.labels.get(_LABEL_SERVICE) for c in containers}
+        if missing:
+            service = sorted(missing)[0]
+            raise RuntimeFailure(
+                f"compose created no container for service {service}", service=service, logs=output
+            )
+        for container in containers:
+            if container.id in before:
+                service = container.labels[_LABEL_SERVICE]
+                reason = "kept its old container (compose did not recreate it)"
+                self._fail(service, reason, container, secrets)
+
+    def wait_ready(
+        self,
+        project: ComposeProject,
+        env: Mapping[str, str],
+        services: Sequence[str],
+        *,
+        timeout_s: float | None = None,
+        any_ready: bool = False,
+    ) -> None:
+        timeout = timeout_s or self.health_timeout_s
+        self._wait_ready(project, services, secret_values(env), timeout, any_ready)
 
     def container_env(self, project: ComposeProject, service: str) -> dict[str, str]:
         return _env_of(self._container(project, service))
@@ -249,7 +278,8 @@ class DockerRuntime:
 
     def _compose_up(
         self, project: ComposeProject, services: Sequence[str], secrets: Iterable[str]
-    ) -> None:
+    ) -> str:
+        """Run compose up for `services`; returns its output, redacted."""
         argv = self.compose_argv(project, services)
         listed = ", ".join(services)
         command = " ".join(self.compose_command)
@@ -273,12 +303,12 @@ class DockerRuntime:
                 f"{command} up did not finish within {COMPOSE_TIMEOUT_S:.0f} s for {listed}",
                 logs=_tail(redact(output, secrets)),
             ) from exc
+        output = _tail(redact(_decode(done.stderr) + _decode(done.stdout), secrets))
         if done.returncode != 0:
-            output = _decode(done.stderr) + _decode(done.stdout)
             raise RuntimeFailure(
-                f"{command} up exited with code {done.returncode} for {listed}",
-                logs=_tail(redact(output, secrets)),
+                f"{command} up exited with code {done.returncode} for {listed}", logs=output
             )
+        return output
 
     # -- health -------------------------------------------------------------------------------
 
@@ -286,32 +316,42 @@ class DockerRuntime:
         self,
         project: ComposeProject,
         services: Sequence[str],
-        before: set[str | None],
         secrets: list[str],
+        timeout_s: float,
+        any_ready: bool,
     ) -> None:
-        deadline = time.monotonic() + self.health_timeout_s
+        deadline = time.monotonic() + timeout_s
         pending = list(dict.fromkeys(services))
+        unhealthy_since: dict[str, float] = {}
         while True:
             found: dict[str, list[Container]] = {s: [] for s in pending}
             for container in self._containers(project, pending):
                 found[container.labels[_LABEL_SERVICE]].append(container)
             still: list[str] = []
+            now = time.monotonic()
             for service in pending:
-                verdict = _judge(service, found[service], before)
+                verdict = _judge(service, found[service])
                 if verdict.failure:
                     self._fail(service, verdict.failure, verdict.container, secrets)
+                if verdict.unhealthy:
+                    since = unhealthy_since.setdefault(service, now)
+                    if now - since >= UNHEALTHY_GRACE_S:
+                        reason = f"stayed unhealthy for {UNHEALTHY_GRACE_S:g} s"
+                        self._fail(service, reason, verdict.container, secrets)
+                else:
+                    unhealthy_since.pop(service, None)
                 if not verdict.ready:
                     still.append(service)
-            pending = still
-            if not pending:
+            if not still or (any_ready and len(still) < len(pending)):
                 return
-            if time.monotonic() >= deadline:
+            pending = still
+            if now >= deadline:
                 service = pending[0]
                 containers = found[service]
                 health = _health(containers[0]) if containers else "no container"
                 self._fail(
                     service,
-                    f"did not turn healthy within {self.health_timeout_s:g} s (health: {health})",
+                    f"did not turn healthy within {timeout_s:g} s (health: {health})",
                     containers[0] if containers else None,
                     secrets,
                 )
@@ -423,23 +463,24 @@ def _service_state(container: Container) -> ServiceState:
     )
 
 
-def _judge(service: str, containers: list[Container], before: set[str | None]) -> _Verdict:
-    """Ready, failed (with why), or not yet; for all of a service's containers at once."""
+def _judge(service: str, containers: list[Container]) -> _Verdict:
+    """Ready, failed (with why), unhealthy for now, or not yet; for all of a service's
+    containers at once."""
     if not containers:
         return _Verdict(ready=False)
     for container in containers:
-        if container.id in before:
-            return _Verdict(False, "kept its old container (compose did not recreate it)")
         state = container.attrs.get("State", {})
         status = container.status
         if status in ("exited", "dead"):
-            return _Verdict(False, f"{status} with code {state.get('ExitCode')}", container)
+            reason = f"{status} with code {state.get('ExitCode')}"
+            return _Verdict(False, reason, container=container)
         if status == "restarting" or int(state.get("RestartCount") or 0) > 0:
             # A restart policy turns "exited" into "restarting": the process died.
-            return _Verdict(False, "exited and is restarting", container)
+            return _Verdict(False, "exited and is restarting", container=container)
         if _health(container) == "unhealthy":
-            # Docker only counts failed checks after start_period, so this is final.
-            return _Verdict(False, "turned unhealthy", container)
+            # Not final: Docker keeps probing, and a service that needs one recreated
+            # after it (a dependency compose does not know of) recovers once it is back.
+            return _Verdict(False, unhealthy=True, container=container)
     if all(_service_state(c).is_ready for c in containers):
         return _Verdict(ready=True)
     return _Verdict(ready=False)

@@ -225,6 +225,7 @@ def test_recreate_gives_the_service_a_new_container_and_leaves_the_others_runnin
 
     started = time.monotonic()
     trio.runtime.recreate(trio.project, trio.env, ["auth"])
+    trio.runtime.wait_ready(trio.project, trio.env, ["auth"])
     elapsed = time.monotonic() - started
     print(f"recreate auth (compose {' '.join(trio.runtime.compose_command)}): {elapsed:.2f} s")
 
@@ -254,19 +255,21 @@ def test_recreate_takes_values_from_env_file_not_from_the_callers_environment(
 
 
 @pytest.mark.docker
-def test_an_unhealthy_service_fails_the_recreate_with_its_name_and_redacted_logs(
-    trio: Trio,
+def test_an_unhealthy_service_fails_the_wait_with_its_name_and_redacted_logs(
+    trio: Trio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("core.adapters.docker.UNHEALTHY_GRACE_S", 2.0)
     secret = trio.env["AUTH_JWT_SECRET"]
     trio.write_env(AUTH_HEALTHY="no")
 
     with pytest.raises(RuntimeFailure) as failure:
         trio.runtime.recreate(trio.project, trio.env, ["auth"])
+        trio.runtime.wait_ready(trio.project, trio.env, ["auth"])
 
     error = failure.value
     assert error.service == "auth"
     assert "auth" in str(error)
-    assert "turned unhealthy" in str(error)  # failed fast, not by timeout
+    assert "stayed unhealthy for 2 s" in str(error)  # after the grace, not the timeout
     assert "starting with secret" in error.logs  # the service's own log line is there...
     assert REDACTED in error.logs
     assert secret not in error.logs  # ...without the secret, raw or URL-encoded
@@ -275,7 +278,7 @@ def test_an_unhealthy_service_fails_the_recreate_with_its_name_and_redacted_logs
 
 
 @pytest.mark.docker
-def test_a_crashing_service_fails_the_recreate_without_waiting_for_the_timeout(
+def test_a_crashing_service_fails_the_wait_without_waiting_for_the_timeout(
     trio: Trio,
 ) -> None:
     trio.write_env(AUTH_CRASH="yes")
@@ -284,6 +287,7 @@ def test_a_crashing_service_fails_the_recreate_without_waiting_for_the_timeout(
     started = time.monotonic()
     with pytest.raises(RuntimeFailure) as failure:
         trio.runtime.recreate(trio.project, trio.env, ["auth"])
+        trio.runtime.wait_ready(trio.project, trio.env, ["auth"])
 
     assert failure.value.service == "auth"
     assert "exited" in str(failure.value)
@@ -292,13 +296,14 @@ def test_a_crashing_service_fails_the_recreate_without_waiting_for_the_timeout(
 
 
 @pytest.mark.docker
-def test_a_service_still_starting_at_the_deadline_fails_the_recreate(trio: Trio) -> None:
+def test_a_service_still_starting_at_the_deadline_fails_the_wait(trio: Trio) -> None:
     # Failed checks during start_period do not count, so health stays "starting".
     trio.write_env(AUTH_HEALTHY="no", START_PERIOD="300s")
     trio.runtime.health_timeout_s = 3
 
     with pytest.raises(RuntimeFailure) as failure:
         trio.runtime.recreate(trio.project, trio.env, ["auth"])
+        trio.runtime.wait_ready(trio.project, trio.env, ["auth"])
 
     assert failure.value.service == "auth"
     assert "within 3 s (health: starting)" in str(failure.value)
@@ -311,7 +316,9 @@ def test_a_compose_error_fails_the_recreate_and_stops_nothing(trio: Trio) -> Non
     with pytest.raises(RuntimeFailure) as failure:
         trio.runtime.recreate(trio.project, trio.env, ["no-such-service"])
 
-    assert "exited with code" in str(failure.value)
+    # v1 exits non-zero; v2 exits 0 and creates nothing: both are caught.
+    message = str(failure.value)
+    assert "exited with code" in message or "no container for service" in message
     assert "no-such-service" in failure.value.logs
     assert trio.snapshot() == before
 

@@ -85,7 +85,7 @@ def test_a_failed_rotation_says_what_failed_that_it_rolled_back_and_calls_oncall
     assert result_of(site, job_id) == "rolled_back"
     assert site.env()["POSTGRES_PASSWORD"] == old
     failure = next(p for p in posts(site) if "rolled back" in p["text"] and ":x:" in p["text"])
-    assert "auth did not turn healthy" in failure["text"]
+    assert "auth stayed unhealthy" in failure["text"]
     assert f"<@{ONCALL}>" in failure["text"]
     assert failure.get("reply_broadcast") in (True, "1", "true", "True")
     assert "Verification after rollback" in [p["text"] for p in posts(site)][-2]
@@ -209,7 +209,7 @@ class BrokenRuntime(RecordingRuntime):
     def recreate(self, project: Any, env: Any, services: Any) -> None:
         super().recreate(project, env, services)
         if "auth" in services:
-            raise RuntimeFailure("service auth did not turn healthy", service="auth")
+            raise RuntimeFailure("service auth stayed unhealthy", service="auth")
 
 
 def test_a_rotation_left_half_done_offers_recovery_and_the_button_finishes_it(
