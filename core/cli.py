@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--port", type=int, help="serve Slack's HTTP requests on this port")
     mode.add_argument("--socket", action="store_true", help="connect over Socket Mode")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on in HTTP mode (default loopback)"
+    )
     p.set_defaults(handler=cmd_bot)
 
     p = commands.add_parser("worker", help="run the RQ worker for these deployments' queues")
@@ -267,7 +270,7 @@ def cmd_bot(args: argparse.Namespace) -> int:
     if args.socket:
         serve_socket(app)
     else:
-        serve_http(app, args.port)
+        serve_http(app, args.port, host=args.host)
     return EXIT_OK
 
 
