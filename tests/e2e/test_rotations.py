@@ -1,0 +1,241 @@
+"""Every secret, rotated through the `rotator` command on a running testbed.
+
+One testbed for the module (tests run in file order; each rotation leaves the deployment
+consistent for the next), plus one with the opaque and asymmetric keys filled in and one
+driven by Compose v1, each for its own class. What every rotation must prove is in
+`Rotation.check` (conftest.py).
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ROTATION_TIMEOUT_S, Rig, wait_for
+
+pytestmark = pytest.mark.docker
+
+POSTGRES = ("POSTGRES_PASSWORD",)
+JWT = ("JWT_SECRET", "ANON_KEY", "SERVICE_ROLE_KEY")
+JWK_SETS = ("JWT_KEYS", "JWT_JWKS")
+API_KEYS = ("ANON_KEY", "SERVICE_ROLE_KEY")
+OPAQUE = ("SUPABASE_PUBLISHABLE_KEY", "SUPABASE_SECRET_KEY")
+DASHBOARD = ("DASHBOARD_PASSWORD",)
+S3 = ("S3_PROTOCOL_ACCESS_KEY_ID", "S3_PROTOCOL_ACCESS_KEY_SECRET")
+SECRET_KEY_BASE = ("SECRET_KEY_BASE",)
+VAULT = ("VAULT_ENC_KEY",)
+PG_META = ("PG_META_CRYPTO_KEY",)
+LOGFLARE = ("LOGFLARE_PUBLIC_ACCESS_TOKEN", "LOGFLARE_PRIVATE_ACCESS_TOKEN")
+ALL = (*POSTGRES, *JWT, *DASHBOARD, *SECRET_KEY_BASE, *VAULT, *PG_META, *LOGFLARE, *S3)
+"""`all` on upstream's .env: the opaque keys and JWK sets are empty, so left alone."""
+
+
+def replace_line(text: bytes, key: str, value: str) -> bytes:
+    lines = text.split(b"\n")
+    index = next(i for i, line in enumerate(lines) if line.startswith(f"{key}=".encode()))
+    lines[index] = f"{key}={value}".encode()
+    return b"\n".join(lines)
+
+
+# --------------------------------------------------------------------------- rotator verify
+
+
+def test_verify_passes_on_a_fresh_deployment_and_catches_an_env_edit_without_recreate(
+    rig: Rig,
+) -> None:
+    fresh = rig.run("verify")
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    assert "✓ containers match .env" in fresh.stdout
+    assert "✓ database accepts the new password" in fresh.stdout
+    assert "✗" not in fresh.stdout
+
+    original = rig.env_path.read_bytes()
+    try:  # the guide's commonest mistake: .env edited, containers not recreated
+        rig.env_path.write_bytes(replace_line(original, "DASHBOARD_PASSWORD", "hand-edited-0123"))
+        drifted = rig.run("verify")
+    finally:
+        rig.env_path.write_bytes(original)
+    assert drifted.returncode == 1, drifted.stdout + drifted.stderr
+    failed = [line for line in drifted.stdout.splitlines() if line.startswith("✗")]
+    assert any("containers match .env" in f and "api-gw (DASHBOARD_PASSWORD)" in f for f in failed)
+    assert any("dashboard login" in f for f in failed), failed
+    assert "hand-edited-0123" not in drifted.stdout + drifted.stderr
+
+    again = rig.run("verify")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+# --------------------------------------------------------------------------- one per secret
+
+
+def test_postgres_password(rig: Rig) -> None:
+    rotation = rig.rotate("postgres-password", keys=POSTGRES)
+    rotation.check()
+    rotation.check_fingerprint("supavisor", "POSTGRES_PASSWORD", rotation.new["POSTGRES_PASSWORD"])
+
+
+def test_jwt_secret(rig: Rig) -> None:
+    rig.rotate("jwt-secret", keys=JWT).check()
+
+
+def test_api_keys(rig: Rig) -> None:
+    jwt_secret = rig.tb.env()["JWT_SECRET"]
+    rig.rotate("api-keys", keys=API_KEYS).check()
+    assert rig.tb.env()["JWT_SECRET"] == jwt_secret
+
+
+def test_dashboard_password(rig: Rig) -> None:
+    rig.rotate("dashboard-password", keys=DASHBOARD).check()
+
+
+def test_s3_protocol_keys(rig: Rig) -> None:
+    rig.rotate("s3-protocol-keys", keys=S3).check()
+
+
+def test_smtp_from_a_values_file(rig: Rig, tmp_path: Path) -> None:
+    given = {"SMTP_USER": "e2e-mailer@example.com", "SMTP_PASS": "n3w'p\"a$$word#x ${HOME}"}
+    values = tmp_path / "smtp.env"
+    values.write_text("".join(f"{k}={v}\n" for k, v in given.items()))
+    before = rig.snapshot()
+    done = rig.run("rotate", "smtp", "--yes", "--values-file", str(values))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rotation = rig.finished("smtp", before, done.stdout, ("SMTP_USER", "SMTP_PASS"))
+    rotation.given = given
+    rotation.check()
+    # auth got the provider's values literally: no quote, `$` or `#` was interpreted
+    rotation.check_fingerprint("auth", "GOTRUE_SMTP_PASS", given["SMTP_PASS"])
+    rotation.check_fingerprint("auth", "GOTRUE_SMTP_USER", given["SMTP_USER"])
+    assert given["SMTP_PASS"] not in done.stdout + done.stderr
+
+
+def test_secret_key_base(rig: Rig) -> None:
+    rotation = rig.rotate("secret-key-base", keys=SECRET_KEY_BASE)
+    rotation.check()
+    new = rotation.new["SECRET_KEY_BASE"]
+    for service in ("realtime", "supavisor"):
+        rotation.check_fingerprint(service, "SECRET_KEY_BASE", new)
+
+
+def test_vault_enc_key(rig: Rig) -> None:
+    rotation = rig.rotate("vault-enc-key", keys=VAULT)
+    rotation.check()  # supavisor's health decrypts its tenant with the new key and logs in
+    rotation.check_fingerprint("supavisor", "VAULT_ENC_KEY", rotation.new["VAULT_ENC_KEY"])
+
+
+def test_pg_meta_crypto_key(rig: Rig) -> None:
+    rotation = rig.rotate("pg-meta-crypto-key", keys=PG_META)
+    rotation.check()  # studio's health goes through postgres-meta, sealed with the key
+    assert rig.tb.get("studio", "/api/platform/profile").status == 200
+
+
+def test_logflare_tokens(rig: Rig) -> None:
+    if all(rig.tb.env().get(k) for k in LOGFLARE):
+        rig.rotate("logflare-tokens", keys=LOGFLARE).check()
+        return
+    before = rig.env_path.read_bytes()
+    done = rig.run("rotate", "logflare-tokens", "--yes")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "logflare-tokens is not configured" in done.stderr
+    assert rig.env_path.read_bytes() == before
+
+
+def test_opaque_api_keys_are_refused_where_env_has_none(rig: Rig) -> None:
+    before = rig.env_path.read_bytes()
+    done = rig.run("rotate", "opaque-api-keys", "--yes")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "opaque-api-keys is not configured" in done.stderr
+    assert "SUPABASE_PUBLISHABLE_KEY" in done.stderr
+    assert rig.env_path.read_bytes() == before
+    assert not (rig.directory / ".rotator" / "journal.json").exists()
+
+
+def test_realtime_db_enc_key_is_refused(rig: Rig) -> None:
+    before = rig.env_path.read_bytes()
+    done = rig.run("rotate", "realtime-db-enc-key", "--yes")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "REALTIME_DB_ENC_KEY encrypts rows Realtime stored" in done.stderr
+    assert rig.env_path.read_bytes() == before
+
+
+# --------------------------------------------------------------------------- one at a time
+
+
+GATED_COMPOSE = """#!/bin/sh
+# `docker compose`, held at the door until the test creates the gate file.
+gate="$1"; shift
+: > "$gate.waiting"
+while [ ! -e "$gate" ]; do sleep 0.02; done
+exec docker compose "$@"
+"""
+
+
+def test_a_second_rotation_is_refused_while_one_runs(rig: Rig, tmp_path: Path) -> None:
+    """The first rotation is held in its restart step (its compose command waits for a
+    gate file), so the second one certainly starts while the first is running."""
+    gate = tmp_path / "gate"
+    script = tmp_path / "gated-compose"
+    script.write_text(GATED_COMPOSE)
+    waiting = Path(f"{gate}.waiting")
+    before = rig.snapshot()
+    first = rig.popen(
+        "rotate", "dashboard-password", "--yes", compose=shlex.join(["sh", str(script), str(gate)])
+    )
+    try:
+        wait_for(lambda: waiting.exists() or first.poll() is not None, 60, "the first rotation")
+        assert first.poll() is None, "the first rotation ended before its restart step"
+        assert (rig.directory / ".rotator" / "journal.json").exists()
+        during = rig.env_path.read_bytes()
+        second = rig.run("rotate", "pg-meta-crypto-key", "--yes")
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert "another rotator process is working on" in second.stderr
+        assert rig.env_path.read_bytes() == during  # the second changed nothing
+    finally:
+        gate.touch()
+        out, err = first.communicate(timeout=ROTATION_TIMEOUT_S)
+    assert first.returncode == 0, out + err
+    rig.finished("dashboard-password", before, out, DASHBOARD).check()
+
+
+# --------------------------------------------------------------------------- everything
+
+
+def test_all(rig: Rig) -> None:
+    # Studio and meta share PG_META_CRYPTO_KEY and studio's health goes through meta:
+    # the restart pass must not wait for studio before meta is back (core/restart.py).
+    rig.rotate("all", keys=ALL).check()  # the opaque keys are empty: left alone
+
+
+# --------------------------------------------------------------------------- opaque keys
+
+
+class TestWithOpaqueAndAsymmetricKeys:
+    """A testbed after upstream's add-new-auth-keys.sh: opaque keys, JWT_KEYS, JWT_JWKS."""
+
+    def test_opaque_api_keys(self, keys_rig: Rig) -> None:
+        asymmetric = {k: keys_rig.tb.env()[k] for k in ("ANON_KEY_ASYMMETRIC", "JWT_JWKS")}
+        keys_rig.rotate("opaque-api-keys", keys=OPAQUE).check()
+        assert {k: keys_rig.tb.env()[k] for k in asymmetric} == asymmetric
+
+    def test_jwt_secret_rewrites_the_symmetric_key_of_the_jwk_sets(self, keys_rig: Rig) -> None:
+        # check() also proves the ES256 keys still work: the gateway turns the publishable
+        # key into ANON_KEY_ASYMMETRIC, which rest verifies with the new JWT_JWKS.
+        keys_rig.rotate("jwt-secret", keys=(*JWT, *JWK_SETS)).check()
+
+    def test_all(self, keys_rig: Rig) -> None:
+        keys_rig.rotate("all", keys=(*ALL, *OPAQUE, *JWK_SETS)).check()
+
+
+# --------------------------------------------------------------------------- compose v1
+
+
+class TestWithComposeV1:
+    """The same command with Debian's docker-compose 1.29 instead of `docker compose`."""
+
+    def test_dashboard_password(self, v1_rig: Rig) -> None:
+        v1_rig.rotate("dashboard-password", keys=DASHBOARD).check()
+
+    def test_postgres_password(self, v1_rig: Rig) -> None:
+        """Three depends_on levels recreated, the database included."""
+        v1_rig.rotate("postgres-password", keys=POSTGRES).check()
