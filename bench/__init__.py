@@ -1,0 +1,1 @@
+"""Benchmarks: rotation downtime on the testbed, slash-command ack latency (see README.md)."""
