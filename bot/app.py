@@ -375,9 +375,9 @@ class Rotator:
             return  # a double click
         queue = Queue(dep.queue_name, connection=self.redis)
         job_id = f"recover-{request.id}-{int(self.clock().timestamp())}"
-        queue.enqueue(RECOVER_ROTATION, request.id, job_id=job_id, job_timeout=3600)
         audit.warning("recover: %s asked to recover %s on %s", user, request.id, dep.name)
         self.in_thread(client, request, f":wrench: <@{user}> started recovery; progress follows.")
+        queue.enqueue(RECOVER_ROTATION, request.id, job_id=job_id, job_timeout=3600)
 
     # -- the modal for given secrets ------------------------------------------------------
 

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import threading
+import time
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,6 +68,10 @@ HTTP_PROBES = True
 """Probe the gateway over HTTP in verification (tests without a gateway turn it off)."""
 WEBHOOK_TIMEOUT_S = 5
 RECOVER_JOB = "workers.jobs.recover_rotation"
+SCHEDULED_WAIT_S = 10.0
+"""How long a job that finds its request still `approved` waits for the bot to schedule it."""
+AT_ONCE_NOTICE = "before-0s"
+"""The notice the bot enqueues at once when the window is nearer than every lead time."""
 CANCELLED_NOTICE = "cancelled"
 """send_notice's id for "the announced maintenance is off" (`bot.app.CANCELLED_NOTICE`)."""
 
@@ -223,7 +228,12 @@ def send_notice(request_id: str, notice_id: str) -> None:
         status = request.status.value if request else "gone"
         log.info("notice %s for %s skipped: request is %s", notice_id, request_id, status)
         return
-    if not ctx.store.once(f"notice:{request_id}:{notice_id}", ttl_s=30 * 86400):
+    _announce_notice(ctx, request, notice_id)
+
+
+def _announce_notice(ctx: Context, request: Request, notice_id: str) -> None:
+    """The `before-<lead>` notice, once (a retry or a second caller stays silent)."""
+    if not ctx.store.once(f"notice:{request.id}:{notice_id}", ttl_s=30 * 86400):
         return
     dep = ctx.settings.deployment(request.deployment)
     text = report.notice_text(
@@ -264,9 +274,15 @@ class _Job:
         dep = self.ctx.settings.deployment(request.deployment)
         thread = Thread(self.ctx.client, request, self.redactor)
         lock = DeploymentLock(self.ctx.redis, dep.name)
+        if not recover and request.status is RequestStatus.APPROVED:
+            request = self._scheduled(request)
         if not recover and request.status is not RequestStatus.SCHEDULED:
             log.info("request %s is %s; not running it", request.id, request.status.value)
             return f"skipped: {request.status.value}"
+        # An emergency's `before-0s` notice is enqueued with the rotation, and behind it:
+        # announce it now, or a single worker would only get to it after the rotation.
+        if not recover and f"notice-{request.id}-{AT_ONCE_NOTICE}" in request.job_ids:
+            _announce_notice(self.ctx, request, AT_ONCE_NOTICE)
         if not lock.acquire():
             return self._refuse_locked(request, dep, thread, recover=recover)
         try:
@@ -285,6 +301,15 @@ class _Job:
             return self._run(request, dep, thread, recover=recover)
         finally:
             lock.release()
+
+    def _scheduled(self, request: Request) -> Request:
+        """An emergency's job is enqueued at once, before the bot marks the request
+        `scheduled`: give the bot a moment to get there."""
+        deadline = time.monotonic() + SCHEDULED_WAIT_S
+        while request.status is RequestStatus.APPROVED and time.monotonic() < deadline:
+            time.sleep(0.1)
+            request = self.ctx.store.get(request.id)
+        return request
 
     def _refuse_locked(
         self, request: Request, dep: DeploymentConfig, thread: Thread, *, recover: bool
