@@ -38,19 +38,19 @@ from slack_sdk import WebClient
 
 import bot.main
 from bot.app import build_app
-from bot.config import load_config
 from bot.main import serve_http
 from core.jwtkeys import api_key_payload, sign_hs256
 from tests.fakes import render_template
 from tests.slack_fake import BOT_TOKEN, SIGNING_SECRET, FakeSlack, signed_request
 from tests.slack_fake import slash_command_body as command_body
+from workers.config import load_config
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mini-supabase"
 FIXTURE_JWT_SECRET = "mini-supabase-jwt-secret-with-at-least-32-characters"  # in env.template
 REQUESTER = "UBENCH1"
 COMMAND_TEXT = "jwt-secret at +2h ack latency benchmark"
 PREFIX = "rotator"
-"""bot.store.RequestStore's default key prefix."""
+"""workers.store.RequestStore's default key prefix."""
 
 
 def make_project(root: Path) -> Path:

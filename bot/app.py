@@ -2,7 +2,7 @@
 
 Every listener acks at once and does its work in a lazy listener (Bolt runs those after the
 ack, in threads), so Slack always gets its answer within 3 seconds. Listeners are short: they
-parse, ask `bot.policy`, move the request in `bot.store` and hand ids to RQ.
+parse, ask `bot.policy`, move the request in `workers.store` and hand ids to RQ.
 
 RQ jobs, on the queue `rotator:<deployment>` (default pickle serializer, ids only):
 - `workers.jobs.run_rotation(request_id)`, job id `rotate-<request_id>`, scheduled at the window
@@ -43,13 +43,13 @@ from bot.commands import (
     ShowStatus,
     parse_command,
 )
-from bot.config import DeploymentConfig, Settings, format_duration, parse_zone
-from bot.messages import explain
 from bot.ports import Catalogue, Planner, SecretInfo, is_critical, is_given
-from bot.sealed import seal_values
-from bot.store import OPEN_STATES, RequestStatus, RequestStore, RotationRequest
 from core.errors import InputError, RotatorError
 from core.plan import Plan
+from workers.config import DeploymentConfig, Settings, format_duration, parse_zone
+from workers.messages import explain
+from workers.sealed import seal_values
+from workers.store import OPEN_STATES, RequestStatus, RequestStore, RotationRequest
 
 __all__ = ["ROTATION_JOB_TIMEOUT_S", "Rotator", "build_app"]
 

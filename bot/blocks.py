@@ -24,8 +24,8 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.store import RequestStatus, RotationRequest
 from core.plan import Plan
+from workers.store import RequestStatus, RotationRequest
 
 __all__ = [
     "APPROVE_ACTION",

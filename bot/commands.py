@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.config import DeploymentConfig, Settings, parse_duration, parse_zone
 from core.errors import InputError
+from workers.config import DeploymentConfig, Settings, parse_duration, parse_zone
 
 __all__ = [
     "CancelRequest",

@@ -18,7 +18,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
 from bot.app import build_app
-from bot.config import load_config
+from workers.config import load_config
 
 __all__ = ["app_from_env", "serve_http", "serve_socket"]
 

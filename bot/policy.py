@@ -19,8 +19,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.config import DeploymentConfig
-from bot.store import RequestStatus, RotationRequest
+from workers.config import DeploymentConfig
+from workers.store import RequestStatus, RotationRequest
 
 __all__ = [
     "Decision",

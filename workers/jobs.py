@@ -4,7 +4,7 @@
 - `recover_rotation(request_id)`: the thread's Recover button: `Engine.recover()`.
 - `send_notice(request_id, notice_id)`: a downtime announcement before the window.
 
-Each job loads the request from `bot.store.RequestStore`, the deployment from the config
+Each job loads the request from `workers.store.RequestStore`, the deployment from the config
 named by `ROTATOR_CONFIG`, talks to Slack through `SLACK_BOT_TOKEN` / `SLACK_API_URL`, and
 uses the Redis connection RQ gave it (else `REDIS_URL`).
 
@@ -35,11 +35,6 @@ from redis.lock import Lock
 from rq import get_current_job
 from slack_sdk import WebClient
 
-from bot.config import DeploymentConfig, Settings, load_config
-from bot.messages import explain
-from bot.sealed import SealError, open_values
-from bot.store import InvalidTransition, RequestNotFound, RequestStatus, RequestStore
-from bot.store import RotationRequest as Request
 from core.deployment import Deployment
 from core.engine import Engine, Outcome, RotationResult
 from core.errors import InputError, RecoveryNeeded, RotatorError
@@ -47,7 +42,12 @@ from core.journal import Journal
 from core.redact import secret_values
 from core.runtime import Runtime
 from workers import report
+from workers.config import DeploymentConfig, Settings, load_config
+from workers.messages import explain
 from workers.progress import Redactor, SlackThreadProgress, post_safely
+from workers.sealed import SealError, open_values
+from workers.store import InvalidTransition, RequestNotFound, RequestStatus, RequestStore
+from workers.store import RotationRequest as Request
 
 __all__ = [
     "LOCK_TTL_S",

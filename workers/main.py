@@ -1,6 +1,6 @@
 """`rotator worker DEPLOYMENT...`: an RQ worker for those deployments' queues, on their host.
 
-Queues are `rotator:<deployment>` (as `bot.config.DeploymentConfig.queue_name`); the worker
+Queues are `rotator:<deployment>` (as `workers.config.DeploymentConfig.queue_name`); the worker
 runs RQ's scheduler too, since approved rotations wait in the ScheduledJobRegistry for their
 window. Before taking jobs it looks for rotations a previous worker abandoned
 (`workers.sweep`), and keeps looking every half minute.
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from redis import Redis
 from rq import Queue, Worker
 
-from bot.config import load_config
 from core.errors import UnknownDeployment
+from workers.config import load_config
 from workers.jobs import Context, make_client
 from workers.sweep import start_sweeping
 

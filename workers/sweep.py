@@ -19,13 +19,13 @@ import logging
 import threading
 from collections.abc import Iterable
 
-from bot.store import InvalidTransition, RequestStatus
 from core.deployment import Deployment
 from core.errors import RotatorError
 from core.journal import Journal, JournalState
 from workers import report
 from workers.jobs import Context, Thread, lock_key
 from workers.progress import Redactor
+from workers.store import InvalidTransition, RequestStatus
 
 __all__ = ["SWEEP_INTERVAL_S", "start_sweeping", "sweep"]
 

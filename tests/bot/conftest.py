@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from bot.config import Settings, parse_config
 from core.errors import UnknownSecret
 from core.plan import Plan
 from tests.slack_fake import FakeSlack
+from workers.config import Settings, parse_config
 
 REQUESTER = "UREQ1"
 APPROVER = "UAPP1"

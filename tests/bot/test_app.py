@@ -21,9 +21,6 @@ from slack_sdk import WebClient
 
 from bot.app import build_app
 from bot.blocks import APPROVE_ACTION, BREAK_GLASS_ACTION, GIVEN_VALUE_VIEW, REJECT_ACTION
-from bot.config import Settings
-from bot.sealed import generate_keypair, open_values
-from bot.store import RequestStatus, RequestStore, RotationRequest
 from tests.bot.conftest import (
     APPROVER,
     APPROVER2,
@@ -43,6 +40,9 @@ from tests.slack_fake import (
     slash_command_body,
     view_submission_body,
 )
+from workers.config import Settings
+from workers.sealed import generate_keypair, open_values
+from workers.store import RequestStatus, RequestStore, RotationRequest
 
 T = TypeVar("T")
 

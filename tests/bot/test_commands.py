@@ -15,8 +15,8 @@ from bot.commands import (
     ShowStatus,
     parse_command,
 )
-from bot.config import Settings, parse_config
 from tests.bot.conftest import SECRETS, deployment_table
+from workers.config import Settings, parse_config
 
 NOW = datetime(2025, 6, 6, 12, 0, tzinfo=UTC)  # a Friday
 BERLIN = ZoneInfo("Europe/Berlin")

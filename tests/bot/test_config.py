@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from bot.config import ConfigError, load_config, parse_config, parse_duration, parse_window
 from tests.bot.conftest import deployment_table
+from workers.config import ConfigError, load_config, parse_config, parse_duration, parse_window
 
 EXAMPLE = """
 [bot]

@@ -5,7 +5,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from bot import policy
-from bot.store import RequestStatus, RotationRequest
 from tests.bot.conftest import (
     APPROVER,
     GROUP,
@@ -15,6 +14,7 @@ from tests.bot.conftest import (
     STRANGER,
     make_settings,
 )
+from workers.store import RequestStatus, RotationRequest
 
 NOW = datetime(2025, 6, 6, 12, 0, tzinfo=UTC)
 DEP = make_settings().deployment("prod")

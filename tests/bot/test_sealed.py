@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.sealed import SealError, generate_keypair, open_values, seal_values
+from workers.sealed import SealError, generate_keypair, open_values, seal_values
 
 
 def test_a_sealed_value_opens_only_with_the_worker_key_for_its_request() -> None:

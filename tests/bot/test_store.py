@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis import Redis
 
-from bot.store import (
+from tests.bot.conftest import APPROVER, APPROVER2, REQUESTER
+from workers.store import (
     ApprovalResult,
     InvalidTransition,
     RequestNotFound,
@@ -15,7 +16,6 @@ from bot.store import (
     RequestStore,
     RotationRequest,
 )
-from tests.bot.conftest import APPROVER, APPROVER2, REQUESTER
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

@@ -37,7 +37,6 @@ from rq import Queue
 from rq.registry import ScheduledJobRegistry
 from slack_sdk.signature import SignatureVerifier
 
-from bot.store import RequestStore, RotationRequest
 from tests.conftest import service_missing
 from tests.slack_fake import (
     BOT_TOKEN,
@@ -48,6 +47,7 @@ from tests.slack_fake import (
     slash_command_body,
 )
 from tests.testbed.testbed import DEFAULT_IMAGE, Testbed, image_exists, read_env
+from workers.store import RequestStore, RotationRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 ALICE = "UALICE1"

@@ -22,7 +22,6 @@ from redis import Redis
 from rq.job import Job
 
 from bot.blocks import APPROVE_ACTION
-from bot.store import RequestStatus, RotationRequest
 from core.audit import AuditLog
 from core.service import plan_rotation
 from tests.e2e_slack.conftest import (
@@ -37,6 +36,7 @@ from tests.e2e_slack.conftest import (
     wait_for,
 )
 from workers.report import RECOVER_ACTION
+from workers.store import RequestStatus, RotationRequest
 
 pytestmark = [pytest.mark.docker, pytest.mark.redis]
 

@@ -19,7 +19,6 @@ import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
 
-from bot.store import RequestStatus, RequestStore, RotationRequest
 from core.deployment import Deployment
 from core.envfile import EnvFile
 from core.jwtkeys import api_key_payload, sign_hs256
@@ -28,6 +27,7 @@ from tests.fakes import RecordingRuntime, render_template
 from tests.integration.conftest import supabase_db  # noqa: F401
 from tests.slack_fake import BOT_TOKEN, FakeSlack
 from workers import jobs
+from workers.store import RequestStatus, RequestStore, RotationRequest
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "mini-supabase"
 CHANNEL = "C0ROTATE"

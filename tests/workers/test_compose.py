@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from bot.sealed import generate_keypair
 from tests.bot.conftest import fake_slack  # noqa: F401
 from tests.conftest import service_missing
 from tests.slack_fake import BOT_TOKEN, SIGNING_SECRET, FakeSlack
+from workers.sealed import generate_keypair
 
 pytestmark = pytest.mark.docker
 

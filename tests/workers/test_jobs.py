@@ -17,14 +17,14 @@ from redis import Redis
 from rq.job import Job
 
 from bot.app import RECOVER_ACTION as BOT_RECOVER_ACTION
-from bot.sealed import generate_keypair, seal_values
-from bot.store import RequestStatus
 from core.errors import RuntimeFailure
 from core.journal import Journal
 from tests.fakes import RecordingRuntime
 from tests.workers.conftest import ANNOUNCE, CHANNEL, ONCALL, Site
 from workers import jobs
 from workers.report import RECOVER_ACTION
+from workers.sealed import generate_keypair, seal_values
+from workers.store import RequestStatus
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 

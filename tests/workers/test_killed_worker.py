@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from rq.job import Job
 
-from bot.config import load_config
-from bot.store import RequestStatus
 from core.journal import Journal
 from tests.workers.conftest import CHANNEL, ONCALL, Site
+from workers.config import load_config
 from workers.jobs import Context, make_client
 from workers.report import RECOVER_ACTION
+from workers.store import RequestStatus
 from workers.sweep import sweep
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]

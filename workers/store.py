@@ -17,7 +17,7 @@ Keys (prefix `rotator:`):
 Every transition is a WATCH/MULTI transaction on the request's hash, so two clicks, two bot
 processes or a retried request can never both move a request, and only the caller whose
 transition succeeded goes on to enqueue. No secret value is ever stored here: given values
-are stored sealed for the worker's key (see `bot.sealed`).
+are stored sealed for the worker's key (see `workers.sealed`).
 """
 
 from __future__ import annotations
@@ -291,7 +291,7 @@ class RequestStore:
         return bool(self.redis.exists(f"{self.prefix}:once:{marker}"))
 
     def put_sealed(self, request_id: str, blob: bytes, ttl_s: int) -> None:
-        """Store a value sealed for the worker (bot.sealed.seal); never plaintext."""
+        """Store a value sealed for the worker (workers.sealed.seal); never plaintext."""
         self.redis.set(f"{self.prefix}:sealed:{request_id}", blob, ex=max(ttl_s, 60))
 
     def get_sealed(self, request_id: str) -> bytes | None:
