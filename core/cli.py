@@ -331,8 +331,13 @@ def parse_values_file(path: Path) -> dict[str, str]:
     """
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_no = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line_no}: not valid UTF-8") from None
     values = {}
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         key, sep, value = line.partition("=")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -32,7 +32,7 @@ from core.audit import AuditLog, new_record
 from core.catalogue import Secret, Source, get_secret
 from core.checklist import ChecklistItem, build_checklist
 from core.deployment import Deployment
-from core.envfile import backup, write_atomic
+from core.envfile import EnvFile, backup, write_atomic
 from core.errors import (
     DatabaseError,
     DatabaseRefused,
@@ -158,7 +158,7 @@ class Engine:
             )
             try:
                 with self._step(state, Step.PREFLIGHT, persist=False):
-                    self._preflight(plan, current)
+                    state.ready_services = self._preflight(plan, current, new)
             except RotatorError as exc:
                 self._audit(state, "refused", str(exc))
                 raise
@@ -174,7 +174,7 @@ class Engine:
             try:
                 self._start_stopped(plan)
                 db_holds = self._database_holds(state, plan)
-            except StepFailed as exc:
+            except (StepFailed, DatabaseRefused) as exc:
                 # Nothing was finished or undone: exit 3 (still half-done), not 1.
                 raise RecoveryNeeded(
                     f"cannot recover rotation {state.rotation_id} yet: {exc}; the journal "
@@ -208,7 +208,9 @@ class Engine:
             down = [s for s in level if s not in states or states[s].status != "running"]
             if down:
                 self._emit(Note("starting services left stopped: " + ", ".join(down)))
-                self.runtime.recreate(self.deployment.compose, self.deployment.values(), down)
+                env = self.deployment.values()
+                self.runtime.recreate(self.deployment.compose, env, down)
+                self.runtime.wait_ready(self.deployment.compose, env, down)
 
     # ------------------------------------------------------------------ protocol
 
@@ -228,9 +230,14 @@ class Engine:
             with self._step(state, Step.RESTART, detail=self._restart_detail(plan)):
                 self._restart(plan)
             with self._step(state, Step.VERIFY):
-                checks = self._verify(plan, accepted=state.new, refused=state.old)
+                checks = self._verify(plan, accepted=state.new, refused=state.old, state=state)
         except StepFailed as exc:
             return self._roll_back(state, plan, reason=str(exc), failure=exc)
+        except (RotatorError, OSError) as exc:
+            # Past staging every failure is a step failure: something may have changed.
+            step = state.current or "a step"
+            reason = f"{step} failed: {exc if isinstance(exc, RotatorError) else _os_error(exc)}"
+            return self._roll_back(state, plan, reason=reason)
         self._emit(StepStarted(Step.FINISH.value))
         self.journal.remove()
         self._audit(state, "finished", f"services recreated: {', '.join(plan.services) or 'none'}")
@@ -263,7 +270,7 @@ class Engine:
                 or (applied and plan.resets_pooler_tenant)
             ):
                 self._restart(plan)
-            checks = self._verify(plan, accepted=state.old, refused=state.new)
+            checks = self._verify(plan, accepted=state.old, refused=state.new, state=state)
             self._emit(StepFinished("rollback", "the old values are back in place"))
         except RotatorError as exc:
             self._audit(state, "needs_recovery", f"rollback failed: {exc}")
@@ -288,7 +295,13 @@ class Engine:
 
     # --------------------------------------------------------------- the moves
 
-    def _preflight(self, plan: Plan, current: Mapping[str, str]) -> None:
+    def _preflight(
+        self, plan: Plan, current: Mapping[str, str], new: Mapping[str, str]
+    ) -> list[str]:
+        """Refuse, changing nothing, unless the rotation can go through; returns the
+        services ready now, which verification expects ready afterwards."""
+        self.deployment.env.replace(new)  # every key has a line to rewrite, or a clear error
+        self._check_writable()
         shadowed = sorted(key for key in plan.env_keys if key in os.environ)
         if shadowed:
             raise PreflightFailed(
@@ -316,6 +329,21 @@ class Engine:
             # Through the socket, services refused by the database are expected: the
             # rotation recreates them all and verifies they come back healthy.
             raise PreflightFailed(f"{ready.evidence}; fix them first. Nothing was changed.")
+        states = self.runtime.services(self.deployment.compose)
+        return sorted({*plan.services, *(s for s, st in states.items() if st.is_ready)})
+
+    def _check_writable(self) -> None:
+        """The .env directory and the state directory take a new file (atomic writes need
+        one), before anything changes: a full disk must not strand a rotation half-way."""
+        for directory in (self.deployment.directory, self.deployment.state_dir):
+            probe = directory / f".rotator-write-test-{os.getpid()}"
+            try:
+                probe.write_bytes(b"\0" * 4096)
+                probe.unlink()
+            except OSError as exc:
+                raise PreflightFailed(
+                    f"cannot write in {directory} ({_os_error(exc)}); nothing was changed"
+                ) from None
 
     def _set_database(
         self, plan: Plan, *, target: Mapping[str, str], other: Mapping[str, str]
@@ -333,7 +361,7 @@ class Engine:
             script = shared_password_script(
                 wanted, plan.db_roles, analytics_host=host, analytics_port=port
             )
-            self._psql(script.encode())
+            self._psql(script.encode(), secrets=[wanted, previous])
             return
         address = self._db_address()
         if accepts_password(address, ADMIN_ROLE, wanted):
@@ -352,21 +380,29 @@ class Engine:
         if change.missing:
             self._emit(Note("roles not in this database, skipped: " + ", ".join(change.missing)))
 
-    def _psql(self, script: bytes) -> None:
-        """Run a psql script as supabase_admin over the db container's local socket."""
+    def _psql(self, script: bytes, secrets: Sequence[str] = ()) -> None:
+        """Run a psql script as supabase_admin over the db container's local socket.
+
+        A failed statement's CONTEXT would quote it, values included: terse verbosity
+        drops that, and the output is redacted of `secrets` and .env's values besides.
+        """
         compose = self.deployment.compose
         host = self.deployment.values().get("POSTGRES_HOST") or "db"
         service = host if host in compose.service_names() else "db"
         argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", ADMIN_ROLE, "-d", "_supabase"]
+        script = b"\\set VERBOSITY terse\n" + script
         code, output = self.runtime.exec_in(compose, service, argv, stdin=script)
         if code != 0:
-            text = redact(output.decode(errors="replace"), self.deployment.values().values())
+            known = [*secrets, *self.deployment.values().values()]
+            text = redact(output.decode(errors="replace"), known)
             raise DatabaseError(
                 f"psql in the {service} container failed (exit {code}): {text.strip()[-500:]}"
             )
 
     def _set_env(self, values: Mapping[str, str]) -> None:
-        current = self.deployment.env
+        # Read again rather than trust the copy from preflight: someone may have edited
+        # .env during a long rotation, and those edits must survive.
+        current = EnvFile.read(self.deployment.env_path)
         if all(current.get(key) == value for key, value in values.items()):
             return
         write_atomic(self.deployment.env_path, current.replace(values).render())
@@ -382,9 +418,17 @@ class Engine:
         )
 
     def _verify(
-        self, plan: Plan, *, accepted: Mapping[str, str], refused: Mapping[str, str] | None
+        self,
+        plan: Plan,
+        *,
+        accepted: Mapping[str, str],
+        refused: Mapping[str, str] | None,
+        state: JournalState,
     ) -> list[CheckResult]:
-        checks = [check_services_ready(self.deployment, self.runtime)]
+        # Services that were down before the rotation (an operator's stopped imgproxy)
+        # are not this rotation's to judge; the planned ones and the ready ones are.
+        expected = state.ready_services or None
+        checks = [check_services_ready(self.deployment, self.runtime, expected)]
         if refused is not None:
             changed = {k: v for k, v in refused.items() if v and accepted.get(k) != v}
             checks.append(check_no_stragglers(self.deployment, self.runtime, changed))
@@ -470,3 +514,8 @@ class Engine:
         self.audit.append(
             new_record(state.rotation_id, self.actor, "rotate", state.secret, result, detail)
         )
+
+
+def _os_error(exc: OSError) -> str:
+    """An OSError in words, without the path's contents: its errno name and message."""
+    return exc.strerror or type(exc).__name__

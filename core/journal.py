@@ -52,6 +52,8 @@ class JournalState:
     current: str = ""
     """The step started and not yet completed, if any."""
     phase: Phase = Phase.FORWARD
+    ready_services: list[str] = field(default_factory=list)
+    """Services ready at preflight: the ones verification expects ready afterwards."""
     started_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 

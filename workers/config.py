@@ -71,6 +71,8 @@ _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 _DEPLOYMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _DURATION_PART = re.compile(r"(\d+)([smhd])")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION_S = 366 * 86400
+"""No window, lead time or expiry is further away; larger values overflow datetimes."""
 
 
 class ConfigError(InputError):
@@ -181,6 +183,8 @@ def parse_duration(text: str) -> timedelta:
     seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(cleaned))
     if seconds <= 0:
         raise ValueError(f"{text!r} must be longer than zero")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{text!r} is longer than a year")
     return timedelta(seconds=seconds)
 
 

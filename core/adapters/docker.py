@@ -302,7 +302,7 @@ class DockerRuntime:
             raise RuntimeFailure(
                 f"{command} up did not finish within {COMPOSE_TIMEOUT_S:.0f} s for {listed}",
                 logs=_tail(redact(output, secrets)),
-            ) from exc
+            ) from None  # TimeoutExpired holds compose's raw output: do not chain it
         output = _tail(redact(_decode(done.stderr) + _decode(done.stdout), secrets))
         if done.returncode != 0:
             raise RuntimeFailure(

@@ -156,3 +156,8 @@ def test_cancel_and_plan_without_arguments_say_what_to_type() -> None:
     assert refusal("cancel") == "Say which request to cancel: `/rotate cancel r-7f3a2b`."
     assert refusal("plan") == "Say which secret to plan: `/rotate plan jwt-secret`."
     assert "`plan` takes a secret and a deployment" in refusal("plan jwt-secret prod extra")
+
+
+def test_a_window_absurdly_far_ahead_says_what_to_type_instead() -> None:
+    message = refusal("jwt-secret prod at +99999999999h")
+    assert "not a duration" in message

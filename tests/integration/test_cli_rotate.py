@@ -181,9 +181,10 @@ def test_a_rollback_that_fails_exits_3_and_recover_takes_over(
     assert (cli.directory / ".rotator" / "journal.json").exists()
     assert cli.audit_results() == ["needs_recovery"]
 
-    # The database accepts neither password: recover says so and changes nothing.
+    # The database accepts neither password: recover says so, changes nothing, and exits 3
+    # because the rotation is still open.
     code, _, err = cli.run("recover")
-    assert code == 2
+    assert code == 3
     assert "accepts neither" in err
     assert (cli.directory / ".rotator" / "journal.json").exists()
 

@@ -245,3 +245,45 @@ def test_vault_key_rotation_resets_the_pooler_tenant_and_keeps_the_export_prefix
     with supabase_db.admin_connect("_supabase") as conn:
         tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = '_supavisor'")
         assert tables.fetchone() == (0,)
+
+
+def test_a_key_without_a_line_in_env_is_refused_before_anything_changes(setup: Setup) -> None:
+    env_path = setup.directory / ".env"
+    text = "\n".join(
+        line for line in env_path.read_text().splitlines() if not line.startswith("SMTP_USER=")
+    )
+    env_path.write_text(text + "\n")
+
+    with pytest.raises(InputError, match="SMTP_USER"):
+        setup.engine().rotate("smtp", given={"SMTP_PASS": "a-new-provider-pass", "SMTP_USER": "x"})
+
+    assert env_path.read_text() == text + "\n"
+    assert not (setup.directory / ".rotator" / "journal.json").exists()
+    assert setup.runtime.recreated == []
+
+
+def test_a_disk_error_while_committing_rolls_the_database_back(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = (setup.directory / ".env").read_bytes()
+
+    def full_disk(path: Path, text: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("core.engine.write_atomic", full_disk)
+    result = setup.engine().rotate("postgres-password")
+
+    assert result.outcome is Outcome.ROLLED_BACK
+    assert "No space left on device" in result.error
+    assert (setup.directory / ".env").read_bytes() == before
+    assert accepts_password(setup.address, "postgres", setup.password)
+    assert not (setup.directory / ".rotator" / "journal.json").exists()
+
+
+def test_a_service_already_down_before_the_rotation_does_not_fail_it(setup: Setup) -> None:
+    setup.runtime.health["realtime"] = "unhealthy"  # an operator's problem, not this rotation's
+
+    result = setup.engine().rotate("vault-enc-key")
+
+    assert result.outcome is Outcome.FINISHED
+    assert setup.runtime.recreated == [["supavisor"]]
