@@ -1,0 +1,319 @@
+"""Fault tests on the testbed: rotations killed, services failing, databases refusing.
+
+Each test module starts one testbed (tests/testbed/) and reuses it; every test leaves
+it consistent for the next. The `rotator` command runs as a subprocess, as an operator
+would run it, so a test can SIGKILL it at any instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from core.adapters.postgres import SHARED_PASSWORD_ROLES
+from core.deployment import Deployment
+from tests.conftest import service_missing
+from tests.testbed.testbed import Testbed, TestbedError, image_exists, read_env
+
+ROOT = Path(__file__).resolve().parents[2]
+ROTATOR = ROOT / ".venv" / "bin" / "rotator"
+COMPOSE_COMMAND = os.environ.get("ROTATOR_COMPOSE_COMMAND", "docker compose")
+
+
+def start_testbed(
+    tmp: Path, name: str, prepare: Callable[[Testbed], None] | None = None
+) -> Iterator[Testbed]:
+    """A running testbed for one test module (the body of a module-scoped fixture)."""
+    if shutil.which("docker") is None:
+        service_missing("no docker command")
+    if not image_exists():
+        service_missing("testbed image not built (tests/testbed/build-images.sh)")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROTATOR_COMPOSE_COMMAND", COMPOSE_COMMAND)
+        tb = Testbed.create(tmp, project_name=f"{name}-{os.getpid()}")
+    try:
+        if prepare is not None:
+            prepare(tb)
+        tb.up()
+        yield tb
+    finally:
+        tb.down()
+
+
+def rotator_env(tb: Testbed) -> dict[str, str]:
+    """The environment `rotator` runs with: no shell variable may shadow .env."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "ROTATOR_"))}
+    for key in read_env(tb.directory / ".env"):
+        env.pop(key, None)
+    env["ROTATOR_COMPOSE_COMMAND"] = COMPOSE_COMMAND
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_rotator(tb: Testbed, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(ROTATOR), *args, "--project", str(tb.directory)],
+        env=rotator_env(tb),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    print(f"$ rotator {shlex.join(args)} -> exit {result.returncode}")
+    return result
+
+
+def journal_path(tb: Testbed) -> Path:
+    return tb.directory / ".rotator" / "journal.json"
+
+
+def read_journal(tb: Testbed) -> dict[str, Any] | None:
+    """The open rotation's journal, or None. It is replaced atomically, so a read sees
+    either the previous or the next version."""
+    try:
+        data: dict[str, Any] = json.loads(journal_path(tb).read_text())
+    except FileNotFoundError:
+        return None
+    return data
+
+
+@dataclass
+class Running:
+    """A `rotator` process in its own process group, its output collected line by line."""
+
+    tb: Testbed
+    proc: subprocess.Popen[str]
+    started: float = field(default_factory=time.monotonic)
+    lines: list[str] = field(default_factory=list)
+    journals: list[dict[str, Any]] = field(default_factory=list)
+    """Every distinct journal seen while polling (the last values are in the last one)."""
+    _reader: threading.Thread | None = None
+
+    @classmethod
+    def start(cls, tb: Testbed, *args: str) -> Running:
+        proc = subprocess.Popen(
+            [str(ROTATOR), *args, "--project", str(tb.directory)],
+            env=rotator_env(tb),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group: compose dies with it
+        )
+        running = cls(tb, proc)
+        running._reader = threading.Thread(target=running._read, daemon=True)
+        running._reader.start()
+        return running
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def journal(self) -> dict[str, Any] | None:
+        journal = read_journal(self.tb)
+        if journal is not None and (not self.journals or self.journals[-1] != journal):
+            self.journals.append(journal)
+        return journal
+
+    def holds_lock(self) -> bool:
+        """Whether this process holds the deployment's flock (read from /proc/locks, so
+        looking does not take the lock from under it)."""
+        try:
+            inode = (self.tb.directory / ".rotator" / "lock").stat().st_ino
+            locks = Path("/proc/locks").read_text().splitlines()
+        except FileNotFoundError:
+            return False
+        for line in locks:
+            fields = line.split()
+            if (
+                len(fields) > 5
+                and fields[1] == "FLOCK"
+                and fields[4] == str(self.proc.pid)
+                and fields[5].rsplit(":", 1)[-1] == str(inode)
+            ):
+                return True
+        return False
+
+    def wait_for(self, condition: Callable[[Running], bool], timeout: float = 120) -> bool:
+        """Poll until condition(self) holds (True) or the process exits first (False)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition(self):
+                return True
+            if self.proc.poll() is not None:
+                self.journal()
+                return condition(self)
+            time.sleep(0.002)
+        raise AssertionError(f"condition not reached in {timeout} s; output:\n{self.output}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: rotator and any compose it started."""
+        with suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self._close()
+
+    def finish(self, timeout: float = 300) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self._close()
+        return code
+
+    def _close(self) -> None:
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+# ------------------------------------------------------------------ consistency checks
+
+
+def shared_roles(tb: Testbed, *, login_only: bool = True) -> list[str]:
+    """The shared-password roles in the database (by default those that can log in)."""
+    wanted = ",".join(f"'{r}'" for r in SHARED_PASSWORD_ROLES)  # constants, not input
+    login = "rolcanlogin AND " if login_only else ""
+    out = tb.psql(f"SELECT rolname FROM pg_roles WHERE {login}rolname IN ({wanted});")  # noqa: S608
+    return sorted(out.split())
+
+
+def db_accepts(tb: Testbed, role: str, password: str) -> bool:
+    host, port = tb.db_address()
+    try:
+        psycopg.connect(
+            host=host, port=port, dbname="postgres", user=role, password=password,
+            connect_timeout=5,
+        ).close()  # fmt: skip
+    except psycopg.OperationalError as exc:
+        if "password authentication failed" in str(exc):
+            return False
+        raise
+    return True
+
+
+def assert_db_accepts_only(tb: Testbed, accepted: str, refused: str | None) -> None:
+    roles = shared_roles(tb)
+    assert "supabase_admin" in roles, roles
+    wrong = [r for r in roles if not db_accepts(tb, r, accepted)]
+    assert not wrong, f"roles refusing the password in .env: {wrong}"
+    if refused is not None and refused != accepted:
+        stale = [r for r in roles if db_accepts(tb, r, refused)]
+        assert not stale, f"roles still accepting the other password: {stale}"
+
+
+def wait_all_healthy(tb: Testbed, timeout: float = 30) -> None:
+    try:
+        tb.wait_healthy(timeout)
+    except TestbedError as exc:
+        raise AssertionError(str(exc)) from None
+
+
+def assert_services_healthy(tb: Testbed) -> None:
+    states = tb.container_states()
+    bad = {s: st for s, st in states.items() if st not in ("healthy", "running")}
+    assert states and not bad, f"services not healthy: {bad}"
+
+
+def backups(tb: Testbed) -> list[Path]:
+    directory = tb.directory / ".rotator" / "backups"
+    return sorted(directory.iterdir()) if directory.is_dir() else []
+
+
+def history(tb: Testbed) -> list[dict[str, Any]]:
+    result = run_rotator(tb, "history", "--json")
+    assert result.returncode == 0, result.stderr
+    records: list[dict[str, Any]] = json.loads(result.stdout)["records"]
+    return records
+
+
+def assert_consistent(
+    tb: Testbed,
+    before_env: bytes,
+    journal: dict[str, Any] | None,
+    outcome: str | None,
+) -> None:
+    """The deployment after a rotation ended (finished, rolled back or never begun).
+
+    before_env: .env as it was before the rotation; journal: the rotation's journal as
+    last seen (None: it never wrote one); outcome: "finished", "rolled_back" or None.
+    """
+    text = (tb.directory / ".env").read_bytes()
+    Deployment.load(tb.directory).values()  # parses, and the compose files with it
+    before = read_env_bytes(before_env)
+    now = read_env(tb.directory / ".env")
+    if journal is None or outcome is None:
+        assert text == before_env, ".env changed although no rotation began"
+        target = before
+        other = None
+    else:
+        old, new = journal["old"], journal["new"]
+        assert set(now) == set(before), "keys were added to or lost from .env"
+        unrelated = {k for k in before if k not in new and now[k] != before[k]}
+        assert not unrelated, f"keys outside the rotation changed: {sorted(unrelated)}"
+        wanted, unwanted = (new, old) if outcome == "finished" else (old, new)
+        off = sorted(k for k in new if now[k] != wanted[k])
+        assert not off, f"{outcome}: rotated keys not at their {outcome} values: {off}"
+        if outcome == "rolled_back":
+            assert text == before_env, ".env not byte-identical after rolling back"
+        target, other = now, dict(unwanted)
+        if journal.get("backup") or "backup" in journal.get("done", []):
+            assert backups(tb), "the journal names a backup but backups/ is empty"
+            for path in backups(tb):
+                assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
+    if "POSTGRES_PASSWORD" in (journal or {}).get("new", {}):
+        assert_db_accepts_only(
+            tb, target["POSTGRES_PASSWORD"], (other or {}).get("POSTGRES_PASSWORD")
+        )
+    else:
+        assert_db_accepts_only(tb, target["POSTGRES_PASSWORD"], None)
+    assert_services_healthy(tb)
+    verify = run_rotator(tb, "verify")
+    assert verify.returncode == 0, f"rotator verify:\n{verify.stdout}{verify.stderr}"
+    assert not journal_path(tb).exists(), "the journal outlived the rotation"
+    if journal is not None and outcome is not None:
+        records = [r for r in history(tb) if r["rotation_id"] == journal["rotation_id"]]
+        assert records and records[-1]["result"] == outcome, records
+
+
+def read_env_bytes(data: bytes) -> dict[str, str]:
+    """read_env for bytes of a .env file."""
+    values = {}
+    for line in data.decode().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                value = value[1:-1]
+            values[key.strip()] = value
+    return values
+
+
+@contextmanager
+def timed(what: str) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        print(f"{what}: {time.monotonic() - started:.1f} s")
