@@ -428,19 +428,30 @@ class Engine:
         # Services that were down before the rotation (an operator's stopped imgproxy)
         # are not this rotation's to judge; the planned ones and the ready ones are.
         expected = state.ready_services or None
+        # After a rollback the accepted values are the old ones: say so in the report.
+        accepted_is, refused_is = ("old", "new") if accepted is state.old else ("new", "old")
         checks = [check_services_ready(self.deployment, self.runtime, expected)]
         if refused is not None:
             changed = {k: v for k, v in refused.items() if v and accepted.get(k) != v}
-            checks.append(check_no_stragglers(self.deployment, self.runtime, changed))
+            checks.append(
+                check_no_stragglers(self.deployment, self.runtime, changed, stale_is=refused_is)
+            )
         if plan.db_roles and PASSWORD_KEY in accepted:
             old = refused.get(PASSWORD_KEY) if refused else None
             checks += check_db_passwords(
-                self._db_address(), plan.db_roles, accepted[PASSWORD_KEY], old
+                self._db_address(),
+                plan.db_roles,
+                accepted[PASSWORD_KEY],
+                old,
+                accepted_is=accepted_is,
             )
         if self.http_probes:
             env = self.deployment.values()
             probes = gateway_probes(
-                refused or {}, accepted, dashboard_user=env.get("DASHBOARD_USERNAME", "")
+                refused or {},
+                accepted,
+                dashboard_user=env.get("DASHBOARD_USERNAME", ""),
+                old_is=refused_is,
             )
             checks += [run_probe(gateway_url(env), probe) for probe in probes]
         for check in checks:

@@ -60,7 +60,11 @@ def check_services_ready(
 
 
 def check_no_stragglers(
-    deployment: Deployment, runtime: Runtime, stale_values: Mapping[str, str]
+    deployment: Deployment,
+    runtime: Runtime,
+    stale_values: Mapping[str, str],
+    *,
+    stale_is: str = "old",
 ) -> CheckResult:
     """No running container's environment still holds any of `stale_values` (by key)."""
     needles = {k: v for k, v in stale_values.items() if len(v) >= MIN_STRAGGLER_LEN}
@@ -83,16 +87,25 @@ def check_no_stragglers(
 
 
 def check_db_passwords(
-    address: DbAddress, roles: Sequence[str], accepted: str, refused: str | None
+    address: DbAddress,
+    roles: Sequence[str],
+    accepted: str,
+    refused: str | None,
+    *,
+    accepted_is: str = "new",
 ) -> list[CheckResult]:
-    """Every login role accepts `accepted`; none accepts `refused`."""
+    """Every login role accepts `accepted`; none accepts `refused`.
+
+    `accepted_is` names the accepted password in the report: "new" after a rotation,
+    "old" after a rollback (then the refused one is the new one)."""
+    refused_is = "old" if accepted_is == "new" else "new"
     results = []
     try:
         new_ok = role_passwords_match(address, roles, accepted)
         failing = sorted(r for r, ok in new_ok.items() if not ok)
         results.append(
             CheckResult(
-                "database accepts the new password",
+                f"database accepts the {accepted_is} password",
                 not failing,
                 f"refused for: {', '.join(failing)}"
                 if failing
@@ -104,11 +117,11 @@ def check_db_passwords(
             leaking = sorted(r for r, ok in old_ok.items() if ok)
             results.append(
                 CheckResult(
-                    "database refuses the old password",
+                    f"database refuses the {refused_is} password",
                     not leaking,
                     f"still accepted for: {', '.join(leaking)}"
                     if leaking
-                    else f"old password refused for {len(old_ok)} roles",
+                    else f"{refused_is} password refused for {len(old_ok)} roles",
                 )
             )
     except DatabaseError as exc:
@@ -137,7 +150,7 @@ def gateway_url(env: Mapping[str, str]) -> str:
 
 
 def gateway_probes(
-    old: Mapping[str, str], new: Mapping[str, str], *, dashboard_user: str
+    old: Mapping[str, str], new: Mapping[str, str], *, dashboard_user: str, old_is: str = "old"
 ) -> list[HttpProbe]:
     """Probes for every changed value the gateway checks: new accepted, old refused."""
     probes: list[HttpProbe] = []
