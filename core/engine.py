@@ -111,6 +111,7 @@ class Engine:
         http_probes: bool = True,
         via_socket: bool = False,
         confirm: Callable[[Plan], bool] | None = None,
+        on_staged: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.deployment = deployment
         self.runtime = runtime
@@ -118,6 +119,9 @@ class Engine:
         self.actor = actor
         self.http_probes = http_probes
         self.via_socket = via_socket
+        self.on_staged = on_staged
+        """Told the old and new values once they are staged (or read back by recover),
+        so a caller that reports elsewhere (Slack) can redact them."""
         """Change role passwords through psql on the db container's local socket, which
         needs no password: the way out when the database refuses the one in .env."""
         self.confirm = confirm
@@ -170,6 +174,7 @@ class Engine:
             if not self.journal.exists():
                 raise InputError(f"no rotation is open on {self.deployment.directory}")
             state = self.journal.load()
+            self._tell_staged(state)
             plan = Plan.from_json(state.plan)
             try:
                 self._start_stopped(plan)
@@ -222,7 +227,7 @@ class Engine:
                         backup(self.deployment.env_path, self.deployment.state_dir / "backups")
                     )
                 with self._step(state, Step.STAGE, detail=f"{len(state.new)} new value(s)"):
-                    pass  # the journal write around this step is the staging
+                    self._tell_staged(state)  # the journal write around this step stages
             with self._step(state, Step.APPLY, detail=self._apply_detail(plan)):
                 self._set_database(plan, target=state.new, other=state.old)
             with self._step(state, Step.COMMIT, detail="keys: " + ", ".join(plan.env_keys)):
@@ -498,6 +503,10 @@ class Engine:
         if persist:
             self.journal.complete(state, step)
         self._emit(StepFinished(step.value, detail, time.monotonic() - started))
+
+    def _tell_staged(self, state: JournalState) -> None:
+        if self.on_staged is not None:
+            self.on_staged([*state.old.values(), *state.new.values()])
 
     def _emit(self, event: Event) -> None:
         emit_safely(self.progress, event)

@@ -347,6 +347,7 @@ class _Job:
                 progress,
                 actor=_actor(request),
                 http_probes=HTTP_PROBES,
+                on_staged=self.redactor.add,
             )
             if recover:
                 self._check_journal_owner(deployment, request)

@@ -62,8 +62,12 @@ def _sweep_one(ctx: Context, name: str) -> list[str]:
             state.rotation_id,
             dep.project,
         )
-    reported = []
+    reported: list[str] = []
     for request in running:
+        # A job takes the lock before it marks its request running: a lock that appeared
+        # since the check above belongs to a live job that started meanwhile.
+        if ctx.redis.exists(lock_key(name)):
+            return reported
         try:
             request = ctx.store.transition(request.id, RequestStatus.FAILED)
         except InvalidTransition:
