@@ -119,11 +119,11 @@ class Engine:
         self.actor = actor
         self.http_probes = http_probes
         self.via_socket = via_socket
+        """Change role passwords through psql on the db container's local socket, which
+        needs no password: the way out when the database refuses the one in .env."""
         self.on_staged = on_staged
         """Told the old and new values once they are staged (or read back by recover),
         so a caller that reports elsewhere (Slack) can redact them."""
-        """Change role passwords through psql on the db container's local socket, which
-        needs no password: the way out when the database refuses the one in .env."""
         self.confirm = confirm
         self.journal = Journal(deployment.state_dir / "journal.json")
         self.audit = AuditLog(deployment.state_dir / "audit.log")
@@ -277,11 +277,12 @@ class Engine:
                 self._restart(plan)
             checks = self._verify(plan, accepted=state.old, refused=state.new, state=state)
             self._emit(StepFinished("rollback", "the old values are back in place"))
-        except RotatorError as exc:
-            self._audit(state, "needs_recovery", f"rollback failed: {exc}")
+        except (RotatorError, OSError) as exc:
+            why = exc if isinstance(exc, RotatorError) else _os_error(exc)
+            self._audit(state, "needs_recovery", f"rollback failed: {why}")
             raise RecoveryNeeded(
                 f"rotation {state.rotation_id} failed ({reason}) and rolling back failed too "
-                f"({exc}); the journal is kept: run `rotator recover` once the cause is fixed"
+                f"({why}); the journal is kept: run `rotator recover` once the cause is fixed"
             ) from None
         self.journal.remove()
         self._audit(state, "rolled_back", reason)
