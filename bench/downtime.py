@@ -41,6 +41,7 @@ from core.catalogue import CATALOGUE, Source, get_secret
 from core.deployment import Deployment
 from core.engine import Engine, Outcome
 from core.progress import SilentProgress
+from core.roles import SHARED_PASSWORD_ROLES
 from tests.testbed.testbed import HEALTH_PATHS, Testbed, image_exists, read_env
 
 PROBE_INTERVAL_S = 0.05
@@ -64,20 +65,7 @@ CLIENT = "client via gw"
 """GET /rest/v1/ through the gateway with the ANON_KEY that is in .env at that instant."""
 
 # utils/db-passwd.sh, as upstream ships it (plaintext passwords, run inside the db container).
-GUIDE_ROLES = (
-    "anon",
-    "authenticated",
-    "authenticator",
-    "dashboard_user",
-    "pgbouncer",
-    "postgres",
-    "service_role",
-    "supabase_admin",
-    "supabase_auth_admin",
-    "supabase_functions_admin",
-    "supabase_replication_admin",
-    "supabase_storage_admin",
-)
+GUIDE_ROLES = SHARED_PASSWORD_ROLES  # the twelve, in db-passwd.sh order
 GUIDE_POOLER_RESET = """
 DROP SCHEMA IF EXISTS _supavisor CASCADE;
 create schema if not exists _supavisor;

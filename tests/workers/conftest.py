@@ -8,10 +8,8 @@ fixtures, re-exported here.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,7 @@ from core.jwtkeys import api_key_payload, sign_hs256
 from tests.bot.conftest import deployment_name, fake_slack, redis  # noqa: F401
 from tests.fakes import RecordingRuntime, render_template
 from tests.integration.conftest import supabase_db  # noqa: F401
-from tests.slack_fake import BOT_TOKEN, FakeSlack
+from tests.slack_fake import BOT_TOKEN, FakeSlack, Hooks
 from workers import jobs
 from workers.store import RequestStatus, RequestStore, RotationRequest
 
@@ -35,38 +33,6 @@ ANNOUNCE = "C0ANNOUNCE"
 ONCALL = "UONC1"
 APPROVER = "UAPP1"
 REQUESTER = "UREQ1"
-
-
-@dataclass
-class Hooks:
-    """A loopback webhook receiver (status-page stand-in)."""
-
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-
-    def start(self) -> Hooks:
-        hooks = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                hooks.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @dataclass
