@@ -39,14 +39,11 @@ from slack_sdk import WebClient
 import bot.main
 from bot.app import build_app
 from bot.main import serve_http
-from core.jwtkeys import api_key_payload, sign_hs256
-from tests.fakes import render_template
+from tests.fakes import make_mini_deployment
 from tests.slack_fake import BOT_TOKEN, SIGNING_SECRET, FakeSlack, signed_request
 from tests.slack_fake import slash_command_body as command_body
 from workers.config import load_config
 
-FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mini-supabase"
-FIXTURE_JWT_SECRET = "mini-supabase-jwt-secret-with-at-least-32-characters"  # in env.template
 REQUESTER = "UBENCH1"
 COMMAND_TEXT = "jwt-secret at +2h ack latency benchmark"
 PREFIX = "rotator"
@@ -55,23 +52,9 @@ PREFIX = "rotator"
 
 def make_project(root: Path) -> Path:
     """A copy of the mini-supabase fixture with a rendered .env (no containers needed)."""
-    project = root / "supabase"
-    project.mkdir()
-    shutil.copy(FIXTURE / "docker-compose.yml", project / "docker-compose.yml")
-    render_template(
-        FIXTURE / "env.template",
-        project / ".env",
-        {
-            "POSTGRES_PASSWORD": secrets.token_hex(16),
-            "POSTGRES_HOST": "db",
-            "POSTGRES_PORT": "5432",
-            "ANON_KEY": sign_hs256(api_key_payload("anon", 1_700_000_000), FIXTURE_JWT_SECRET),
-            "SERVICE_ROLE_KEY": sign_hs256(
-                api_key_payload("service_role", 1_700_000_000), FIXTURE_JWT_SECRET
-            ),
-        },
+    return make_mini_deployment(
+        root / "supabase", password=secrets.token_hex(16), host="db", port=5432
     )
-    return project
 
 
 def write_config(root: Path, deployment: str, project: Path) -> Path:

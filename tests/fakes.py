@@ -14,6 +14,7 @@ from pathlib import Path
 from core.compose import ComposeProject
 from core.envfile import EnvFile
 from core.errors import RuntimeFailure
+from core.jwtkeys import api_key_payload, sign_hs256
 from core.runtime import ServiceState
 
 
@@ -87,3 +88,31 @@ def render_template(template: Path, target: Path, values: Mapping[str, str]) -> 
         text = text.replace(f"@{key}@", value)
     target.write_text(text)
     target.chmod(0o640)
+
+
+MINI_SUPABASE = Path(__file__).resolve().parent / "fixtures" / "mini-supabase"
+MINI_JWT_SECRET = "mini-supabase-jwt-secret-with-at-least-32-characters"
+"""The JWT_SECRET written in mini-supabase's env.template."""
+
+
+def make_mini_deployment(directory: Path, *, password: str, host: str, port: int) -> Path:
+    """A copy of tests/fixtures/mini-supabase in `directory`, .env rendered: the database
+    at host:port with `password`, API keys signed with the template's JWT secret."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "docker-compose.yml").write_text(
+        (MINI_SUPABASE / "docker-compose.yml").read_text()
+    )
+    render_template(
+        MINI_SUPABASE / "env.template",
+        directory / ".env",
+        {
+            "POSTGRES_PASSWORD": password,
+            "POSTGRES_HOST": host,
+            "POSTGRES_PORT": str(port),
+            "ANON_KEY": sign_hs256(api_key_payload("anon", 1_700_000_000), MINI_JWT_SECRET),
+            "SERVICE_ROLE_KEY": sign_hs256(
+                api_key_payload("service_role", 1_700_000_000), MINI_JWT_SECRET
+            ),
+        },
+    )
+    return directory

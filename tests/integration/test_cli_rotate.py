@@ -18,12 +18,10 @@ from core.compose import ComposeProject
 from core.deployment import Deployment
 from core.envfile import EnvFile
 from core.errors import RuntimeFailure
-from core.jwtkeys import api_key_payload, sign_hs256
-from tests.fakes import RecordingRuntime, render_template
+from tests.fakes import RecordingRuntime, make_mini_deployment
 
 pytestmark = pytest.mark.postgres
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "mini-supabase"
 LOGIN_ROLES = ("postgres", "supabase_admin", "authenticator", "supabase_auth_admin")
 
 
@@ -60,19 +58,9 @@ def cli(
 ) -> Iterator[Cli]:
     monkeypatch.delenv("ROTATOR_STATE_DIR", raising=False)
     monkeypatch.delenv("POSTGRES_PASSWORD", raising=False)
-    secret = "mini-supabase-jwt-secret-with-at-least-32-characters"
-    render_template(
-        FIXTURE / "env.template",
-        tmp_path / ".env",
-        {
-            "POSTGRES_PASSWORD": supabase_db.password,
-            "POSTGRES_HOST": supabase_db.host,
-            "POSTGRES_PORT": str(supabase_db.port),
-            "ANON_KEY": sign_hs256(api_key_payload("anon", 1_700_000_000), secret),
-            "SERVICE_ROLE_KEY": sign_hs256(api_key_payload("service_role", 1_700_000_000), secret),
-        },
+    make_mini_deployment(
+        tmp_path, password=supabase_db.password, host=supabase_db.host, port=supabase_db.port
     )
-    (tmp_path / "docker-compose.yml").write_text((FIXTURE / "docker-compose.yml").read_text())
     state = Cli(
         directory=tmp_path,
         address=DbAddress(supabase_db.host, supabase_db.port, "postgres"),

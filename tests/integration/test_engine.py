@@ -16,13 +16,11 @@ from core.deployment import Deployment
 from core.engine import Engine, Outcome
 from core.envfile import EnvFile
 from core.errors import DatabaseRefused, InputError, RotationInProgress
-from core.jwtkeys import api_key_payload, sign_hs256
 from core.progress import Event, RecordingProgress, StepFinished
-from tests.fakes import RecordingRuntime, render_template
+from tests.fakes import RecordingRuntime, make_mini_deployment
 
 pytestmark = pytest.mark.postgres
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "mini-supabase"
 LOGIN_ROLES = ("postgres", "supabase_admin", "authenticator", "supabase_auth_admin")
 
 
@@ -50,19 +48,9 @@ class Setup:
 
 @pytest.fixture
 def setup(tmp_path: Path, supabase_db: Any) -> Iterator[Setup]:
-    secret = "mini-supabase-jwt-secret-with-at-least-32-characters"
-    render_template(
-        FIXTURE / "env.template",
-        tmp_path / ".env",
-        {
-            "POSTGRES_PASSWORD": supabase_db.password,
-            "POSTGRES_HOST": supabase_db.host,
-            "POSTGRES_PORT": str(supabase_db.port),
-            "ANON_KEY": sign_hs256(api_key_payload("anon", 1_700_000_000), secret),
-            "SERVICE_ROLE_KEY": sign_hs256(api_key_payload("service_role", 1_700_000_000), secret),
-        },
+    make_mini_deployment(
+        tmp_path, password=supabase_db.password, host=supabase_db.host, port=supabase_db.port
     )
-    (tmp_path / "docker-compose.yml").write_text((FIXTURE / "docker-compose.yml").read_text())
     deployment = Deployment.load(tmp_path)
     yield Setup(
         directory=tmp_path,

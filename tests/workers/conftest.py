@@ -19,15 +19,13 @@ from rq import Queue, SimpleWorker
 
 from core.deployment import Deployment
 from core.envfile import EnvFile
-from core.jwtkeys import api_key_payload, sign_hs256
 from tests.bot.conftest import deployment_name, fake_slack, redis  # noqa: F401
-from tests.fakes import RecordingRuntime, render_template
+from tests.fakes import RecordingRuntime, make_mini_deployment
 from tests.integration.conftest import supabase_db  # noqa: F401
 from tests.slack_fake import BOT_TOKEN, FakeSlack, Hooks
 from workers import jobs
 from workers.store import RequestStatus, RequestStore, RotationRequest
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "mini-supabase"
 CHANNEL = "C0ROTATE"
 ANNOUNCE = "C0ANNOUNCE"
 ONCALL = "UONC1"
@@ -125,21 +123,12 @@ def site(
     deployment_name: str,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Site]:
-    project = tmp_path / "supabase"
-    project.mkdir()
-    secret = "mini-supabase-jwt-secret-with-at-least-32-characters"
-    render_template(
-        FIXTURE / "env.template",
-        project / ".env",
-        {
-            "POSTGRES_PASSWORD": supabase_db.password,
-            "POSTGRES_HOST": supabase_db.host,
-            "POSTGRES_PORT": str(supabase_db.port),
-            "ANON_KEY": sign_hs256(api_key_payload("anon", 1_700_000_000), secret),
-            "SERVICE_ROLE_KEY": sign_hs256(api_key_payload("service_role", 1_700_000_000), secret),
-        },
+    project = make_mini_deployment(
+        tmp_path / "supabase",
+        password=supabase_db.password,
+        host=supabase_db.host,
+        port=supabase_db.port,
     )
-    (project / "docker-compose.yml").write_text((FIXTURE / "docker-compose.yml").read_text())
     config = tmp_path / "rotator.toml"
     config.write_text(
         f"""
