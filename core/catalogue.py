@@ -436,6 +436,7 @@ _GENERATORS: dict[str, _Generator] = {
     "dashboard-password": _generate_simple,
     "s3-protocol-keys": _generate_simple,
     "smtp": _take_given,
+    "openai-api-key": _take_given,
     "secret-key-base": _generate_simple,
     "vault-enc-key": _generate_simple,
     "pg-meta-crypto-key": _generate_simple,
@@ -563,6 +564,24 @@ _ENTRIES: tuple[Secret, ...] = (
         checklist=(
             "Send a test e-mail (a password reset) and check it arrives",
             "Revoke the old SMTP credentials at your e-mail provider",
+            _STORE,
+        ),
+    ),
+    Secret(
+        name="openai-api-key",
+        title="OpenAI API key (Studio's AI assistant)",
+        env_keys=("OPENAI_API_KEY",),
+        required_keys=("OPENAI_API_KEY",),
+        impact=(
+            "The Dashboard restarts and is unavailable for a few seconds; its AI assistant "
+            "then uses the new key."
+        ),
+        logs_out_users=False,
+        risk=Risk.NORMAL,
+        source=Source.GIVEN,
+        given_keys=("OPENAI_API_KEY",),
+        checklist=(
+            "Revoke the old key in your OpenAI account",
             _STORE,
         ),
     ),

@@ -204,6 +204,7 @@ RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
             Rule("must be exactly 16 characters (Realtime's AES-128 key)", lambda v: len(v) == 16),
         ),
         "SMTP_PASS": (_NOT_EMPTY, _NO_CONTROL, _NO_OUTER_SPACE),
+        "OPENAI_API_KEY": (_NOT_EMPTY, _NO_CONTROL, _NO_OUTER_SPACE),
         "SMTP_USER": (_NOT_EMPTY, _NO_CONTROL, _NO_OUTER_SPACE),
     }
 )

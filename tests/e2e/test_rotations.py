@@ -110,6 +110,20 @@ def test_smtp_from_a_values_file(rig: Rig, tmp_path: Path) -> None:
     assert given["SMTP_PASS"] not in done.stdout + done.stderr
 
 
+def test_openai_api_key_from_a_values_file(rig: Rig, tmp_path: Path) -> None:
+    given = {"OPENAI_API_KEY": "sk-proj-" + "e2e" * 12}
+    values = tmp_path / "openai.env"
+    values.write_text(f"OPENAI_API_KEY={given['OPENAI_API_KEY']}\n")
+    before = rig.snapshot()
+    done = rig.run("rotate", "openai-api-key", "--yes", "--values-file", str(values))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rotation = rig.finished("openai-api-key", before, done.stdout, ("OPENAI_API_KEY",))
+    rotation.given = given
+    rotation.check()
+    rotation.check_fingerprint("studio", "OPENAI_API_KEY", given["OPENAI_API_KEY"])
+    assert given["OPENAI_API_KEY"] not in done.stdout + done.stderr
+
+
 def test_secret_key_base(rig: Rig) -> None:
     rotation = rig.rotate("secret-key-base", keys=SECRET_KEY_BASE)
     rotation.check()

@@ -49,6 +49,7 @@ ROTATABLE = [
     "dashboard-password",
     "s3-protocol-keys",
     "smtp",
+    "openai-api-key",
     "secret-key-base",
     "vault-enc-key",
     "pg-meta-crypto-key",
@@ -208,6 +209,13 @@ ENTRIES: dict[str, tuple[tuple[str, ...], tuple[str, ...], Risk, Source, bool]] 
     "smtp": (
         ("SMTP_USER", "SMTP_PASS"),
         ("SMTP_HOST", "SMTP_PASS"),
+        Risk.NORMAL,
+        Source.GIVEN,
+        False,
+    ),
+    "openai-api-key": (
+        ("OPENAI_API_KEY",),
+        ("OPENAI_API_KEY",),
         Risk.NORMAL,
         Source.GIVEN,
         False,

@@ -128,6 +128,7 @@ CURRENT: dict[str, tuple[list[str], list[str]]] = {
         ["storage"],
     ),
     "smtp": (["SMTP_PASS"], ["auth"]),
+    "openai-api-key": (["OPENAI_API_KEY"], ["studio"]),
     "secret-key-base": (["SECRET_KEY_BASE"], ["realtime", "supavisor"]),
     "vault-enc-key": (["VAULT_ENC_KEY"], ["supavisor"]),
     "pg-meta-crypto-key": (["PG_META_CRYPTO_KEY"], ["meta", "studio"]),
