@@ -8,7 +8,6 @@ runs them after a restart; `rotator verify` runs them on the current state.
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import urllib.error
 import urllib.request
@@ -31,11 +30,6 @@ GATEWAY_PREFIX = "gateway: "
 
 API_KEY_PROBE_PATH = "/auth/v1/settings"
 """Key-protected on both upstream gateways, answered by auth: 200 with a valid apikey."""
-
-
-def fingerprint(value: str) -> str:
-    """A short, stable name for a value that reveals nothing useful about it."""
-    return hashlib.sha256(value.encode()).hexdigest()[:10]
 
 
 def db_address(deployment: Deployment, runtime: Runtime) -> DbAddress:
@@ -73,16 +67,11 @@ def check_no_stragglers(
         env = runtime.container_env(deployment.compose, service)
         if any(needle in value for value in env.values() for needle in needles.values()):
             holders.add(service)
+    name = f"no container holds the {stale_is} value"
     if holders:
-        return CheckResult(
-            "no container holds the old value",
-            False,
-            "still holding: " + ", ".join(sorted(holders)),
-        )
+        return CheckResult(name, False, "still holding: " + ", ".join(sorted(holders)))
     return CheckResult(
-        "no container holds the old value",
-        True,
-        f"environments of all containers searched for {len(needles)} old value(s)",
+        name, True, f"environments of all containers searched for {len(needles)} value(s)"
     )
 
 
