@@ -141,40 +141,49 @@ def gateway_url(env: Mapping[str, str]) -> str:
 def gateway_probes(
     old: Mapping[str, str], new: Mapping[str, str], *, dashboard_user: str, old_is: str = "old"
 ) -> list[HttpProbe]:
-    """Probes for every changed value the gateway checks: new accepted, old refused."""
+    """Probes for every changed value the gateway checks: new accepted, old refused.
+
+    `old_is` names the refused values in the report ("new" after a rollback)."""
+    new_is = "old" if old_is == "new" else "new"
     probes: list[HttpProbe] = []
-    for key in ("ANON_KEY", "SERVICE_ROLE_KEY", "SUPABASE_PUBLISHABLE_KEY", "SUPABASE_SECRET_KEY"):
-        if new.get(key):
+
+    def both(
+        name: str, path: str, accepted: dict[str, str], refused: dict[str, str] | None
+    ) -> None:
+        probes.append(
+            HttpProbe(f"{GATEWAY_PREFIX}{name} with the {new_is} value", path, accepted, True)
+        )
+        if refused is not None:
             probes.append(
                 HttpProbe(
-                    f"gateway: {key} accepted", API_KEY_PROBE_PATH, {"apikey": new[key]}, True
+                    f"{GATEWAY_PREFIX}{name} with the {old_is} value refused", path, refused, False
                 )
             )
-            if old.get(key) and old[key] != new[key]:
-                probes.append(
-                    HttpProbe(
-                        f"gateway: old {key} refused",
-                        API_KEY_PROBE_PATH,
-                        {"apikey": old[key]},
-                        False,
-                    )
-                )
+
+    for key in ("ANON_KEY", "SERVICE_ROLE_KEY", "SUPABASE_PUBLISHABLE_KEY", "SUPABASE_SECRET_KEY"):
+        if new.get(key):
+            stale = old.get(key) if old.get(key) != new[key] else None
+            both(
+                key,
+                API_KEY_PROBE_PATH,
+                {"apikey": new[key]},
+                {"apikey": stale} if stale else None,
+            )
     if new.get("DASHBOARD_PASSWORD"):
-        cases = [
-            ("gateway: dashboard login with the new password", new["DASHBOARD_PASSWORD"], True)
-        ]
-        if old.get("DASHBOARD_PASSWORD") and old["DASHBOARD_PASSWORD"] != new["DASHBOARD_PASSWORD"]:
-            cases.append(
-                (
-                    "gateway: dashboard login with the old password refused",
-                    old["DASHBOARD_PASSWORD"],
-                    False,
-                )
-            )
-        for label, password, ok in cases:
-            token = base64.b64encode(f"{dashboard_user}:{password}".encode()).decode()
-            probes.append(HttpProbe(label, "/", {"Authorization": f"Basic {token}"}, ok))
+        stale = old.get("DASHBOARD_PASSWORD")
+        stale = stale if stale != new["DASHBOARD_PASSWORD"] else None
+        both(
+            "dashboard login",
+            "/",
+            _basic(dashboard_user, new["DASHBOARD_PASSWORD"]),
+            _basic(dashboard_user, stale) if stale else None,
+        )
     return probes
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
 
 
 def run_probe(base_url: str, probe: HttpProbe, timeout_s: float = 5) -> CheckResult:

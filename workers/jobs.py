@@ -67,7 +67,6 @@ LOCK_TTL_S = 60
 HTTP_PROBES = True
 """Probe the gateway over HTTP in verification (tests without a gateway turn it off)."""
 WEBHOOK_TIMEOUT_S = 5
-RECOVER_JOB = "workers.jobs.recover_rotation"
 SCHEDULED_WAIT_S = 10.0
 """How long a job that finds its request still `approved` waits for the bot to schedule it."""
 AT_ONCE_NOTICE = "before-0s"
