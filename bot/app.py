@@ -149,8 +149,10 @@ class Rotator:
             self.run_command(command, body, respond, client)
         except RotatorError as exc:
             respond(text=explain(exc), response_type="ephemeral")
-        except Exception:
-            log.exception("/rotate failed")
+        except Exception as exc:
+            # Only the type: a foreign exception's message or traceback locals can quote
+            # the .env the planner read (the @app.error handler does the same).
+            log.error("/rotate failed: %s", type(exc).__name__)
             respond(text=":x: Something went wrong; the bot's log has the details.")
 
     def run_command(

@@ -36,14 +36,17 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     """Replace every occurrence of every secret in `text` with `[REDACTED]`.
 
     Each secret is also looked for URL-encoded (as in a connection URL) and
-    base64-encoded (as in a basic-auth header or a key file). Longer forms are
-    replaced first, so a secret that contains another one is removed whole.
+    base64-encoded (as in a basic-auth header or a key file). A JSON secret (a
+    JWKS in `JWT_KEYS`) counts with its long string leaves, since a log may quote
+    one key of the set. Longer forms are replaced first, so a secret that
+    contains another one is removed whole.
     """
     forms: set[str] = set()
     for secret in secrets:
         if len(secret) < MIN_SECRET_LENGTH:
             continue
-        forms.update(_encoded_forms(secret))
+        for part in (secret, *_json_leaves(secret)):
+            forms.update(_encoded_forms(part))
     forms = {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
     if not forms or not text:
         return text
@@ -52,19 +55,8 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 
 def secret_values(env: Mapping[str, str]) -> list[str]:
-    """The values of the keys in `env` whose names mark them as secret, deduplicated.
-
-    JSON values (a JWKS in `JWT_KEYS`) contribute their long string leaves as
-    well, since a log may quote one key of the set rather than the whole value.
-    """
-    values: dict[str, None] = {}
-    for key, value in env.items():
-        if not value or not is_secret_key(key):
-            continue
-        values[value] = None
-        for leaf in _json_leaves(value):
-            values[leaf] = None
-    return list(values)
+    """The values of the keys in `env` whose names mark them as secret, deduplicated."""
+    return list(dict.fromkeys(v for k, v in env.items() if v and is_secret_key(k)))
 
 
 def is_secret_key(key: str) -> bool:

