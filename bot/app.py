@@ -48,8 +48,15 @@ from core.errors import InputError, RotatorError
 from core.plan import Plan
 from workers.config import DeploymentConfig, Settings, format_duration, parse_zone
 from workers.messages import explain
+from workers.report import RECOVER_ACTION
 from workers.sealed import seal_values
-from workers.store import OPEN_STATES, RequestStatus, RequestStore, RotationRequest
+from workers.store import (
+    CANCELLED_NOTICE,
+    OPEN_STATES,
+    RequestStatus,
+    RequestStore,
+    RotationRequest,
+)
 
 __all__ = ["ROTATION_JOB_TIMEOUT_S", "Rotator", "build_app"]
 
@@ -61,10 +68,7 @@ ROTATION_JOB_TIMEOUT_S = 2 * 3600
 RUN_ROTATION = "workers.jobs.run_rotation"
 SEND_NOTICE = "workers.jobs.send_notice"
 RECOVER_ROTATION = "workers.jobs.recover_rotation"
-CANCELLED_NOTICE = "cancelled"
 """The notice id that tells users an announced rotation is off (`workers.jobs.send_notice`)."""
-RECOVER_ACTION = "rotator_recover"
-"""The Recover button the worker posts in a thread (`workers.report.RECOVER_ACTION`)."""
 
 
 def _default_catalogue() -> Catalogue:
@@ -248,7 +252,7 @@ class Rotator:
         text = f":no_entry_sign: Cancelled by <@{user}>; {removed} job(s) removed."
         if self.notices_sent(request):
             queue = Queue(dep.queue_name, connection=self.redis)
-            job_id = f"notice-{request.id}-{CANCELLED_NOTICE}"
+            job_id = request.notice_job_id(CANCELLED_NOTICE)
             self.enqueue(queue, SEND_NOTICE, (request.id, CANCELLED_NOTICE), job_id, now, now)
             text += f" The notices went out, so <#{dep.announce_channel}> hears it is off."
         self.in_thread(client, request, text)
@@ -256,9 +260,9 @@ class Rotator:
 
     def notices_sent(self, request: RotationRequest) -> list[str]:
         """The request's notices the worker has already announced (`send_notice`'s markers)."""
-        prefix = f"notice-{request.id}-"
+        prefix = request.notice_job_id("")
         notices = [j.removeprefix(prefix) for j in request.job_ids if j.startswith(prefix)]
-        return [n for n in notices if self.store.seen(f"notice:{request.id}:{n}")]
+        return [n for n in notices if self.store.seen(request.notice_marker(n))]
 
     def expire_due(self, client: WebClient) -> None:
         now = self.clock()
@@ -466,7 +470,7 @@ class Rotator:
         notices = [f"before-{format_duration(lead)}" for lead in leads] or ["before-0s"]
         for notice, lead in zip(notices, leads or [timedelta(0)], strict=True):
             at = request.window_start - lead if leads else now
-            job_id = f"notice-{request.id}-{notice}"
+            job_id = request.notice_job_id(notice)
             job_ids.append(self.enqueue(queue, SEND_NOTICE, (request.id, notice), job_id, at, now))
         request = self.store.transition(request.id, RequestStatus.SCHEDULED, job_ids=tuple(job_ids))
         self.redraw(client, request)

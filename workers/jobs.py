@@ -46,7 +46,13 @@ from workers.config import DeploymentConfig, Settings, load_config
 from workers.messages import explain
 from workers.progress import Redactor, SlackThreadProgress, post_safely
 from workers.sealed import SealError, open_values
-from workers.store import InvalidTransition, RequestNotFound, RequestStatus, RequestStore
+from workers.store import (
+    CANCELLED_NOTICE,
+    InvalidTransition,
+    RequestNotFound,
+    RequestStatus,
+    RequestStore,
+)
 from workers.store import RotationRequest as Request
 
 __all__ = [
@@ -71,8 +77,6 @@ SCHEDULED_WAIT_S = 10.0
 """How long a job that finds its request still `approved` waits for the bot to schedule it."""
 AT_ONCE_NOTICE = "before-0s"
 """The notice the bot enqueues at once when the window is nearer than every lead time."""
-CANCELLED_NOTICE = "cancelled"
-"""send_notice's id for "the announced maintenance is off" (`bot.app.CANCELLED_NOTICE`)."""
 
 
 class RotationJobError(Exception):
@@ -232,7 +236,7 @@ def send_notice(request_id: str, notice_id: str) -> None:
 
 def _announce_notice(ctx: Context, request: Request, notice_id: str) -> None:
     """The `before-<lead>` notice, once (a retry or a second caller stays silent)."""
-    if not ctx.store.once(f"notice:{request.id}:{notice_id}", ttl_s=30 * 86400):
+    if not ctx.store.once(request.notice_marker(notice_id), ttl_s=30 * 86400):
         return
     dep = ctx.settings.deployment(request.deployment)
     text = report.notice_text(
@@ -249,7 +253,7 @@ def _send_cancelled(ctx: Context, request_id: str, request: Request | None) -> N
     if request is None or request.status is not RequestStatus.CANCELLED:
         log.info("cancellation notice for %s skipped: request is not cancelled", request_id)
         return
-    if not ctx.store.once(f"notice:{request_id}:{CANCELLED_NOTICE}", ttl_s=30 * 86400):
+    if not ctx.store.once(request.notice_marker(CANCELLED_NOTICE), ttl_s=30 * 86400):
         return
     dep = ctx.settings.deployment(request.deployment)
     text = report.cancelled_notice(
@@ -280,7 +284,7 @@ class _Job:
             return f"skipped: {request.status.value}"
         # An emergency's `before-0s` notice is enqueued with the rotation, and behind it:
         # announce it now, or a single worker would only get to it after the rotation.
-        if not recover and f"notice-{request.id}-{AT_ONCE_NOTICE}" in request.job_ids:
+        if not recover and request.notice_job_id(AT_ONCE_NOTICE) in request.job_ids:
             _announce_notice(self.ctx, request, AT_ONCE_NOTICE)
         if not lock.acquire():
             return self._refuse_locked(request, dep, thread, recover=recover)

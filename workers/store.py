@@ -92,6 +92,10 @@ class InvalidTransition(InputError):
         self.request_id, self.current, self.wanted = request_id, current, wanted
 
 
+CANCELLED_NOTICE = "cancelled"
+"""send_notice's id for "the announced maintenance is off"."""
+
+
 @dataclass(frozen=True)
 class RotationRequest:
     id: str
@@ -129,6 +133,14 @@ class RotationRequest:
     @property
     def job_id(self) -> str:
         return f"rotate-{self.id}"
+
+    def notice_job_id(self, notice: str) -> str:
+        """The RQ job id of one of this request's notices (`before-1h`, `cancelled`, ...)."""
+        return f"notice-{self.id}-{notice}"
+
+    def notice_marker(self, notice: str) -> str:
+        """The once-marker `send_notice` sets when it has announced `notice`."""
+        return f"notice:{self.id}:{notice}"
 
     def to_hash(self) -> dict[str, str]:
         out: dict[str, str] = {}

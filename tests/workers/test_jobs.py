@@ -16,7 +16,6 @@ import pytest
 from redis import Redis
 from rq.job import Job
 
-from bot.app import RECOVER_ACTION as BOT_RECOVER_ACTION
 from core.errors import RuntimeFailure
 from core.journal import Journal
 from tests.fakes import RecordingRuntime
@@ -228,7 +227,6 @@ def test_a_rotation_left_half_done_offers_recovery_and_the_button_finishes_it(
     message = next(p for p in posts(site) if "half-done" in json.dumps(p.get("blocks")))
     button = message["blocks"][-1]["elements"][0]
     assert (button["action_id"], button["value"]) == (RECOVER_ACTION, request.id)
-    assert RECOVER_ACTION == BOT_RECOVER_ACTION
     assert f"rotator recover --project {site.directory}" in json.dumps(message["blocks"])
     assert f"<@{ONCALL}>" in json.dumps(message["blocks"])
     assert site.store.get(request.id).status is RequestStatus.FAILED
