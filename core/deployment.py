@@ -9,6 +9,7 @@ from pathlib import Path
 from core.compose import ComposeProject
 from core.envfile import EnvFile
 from core.errors import InputError
+from core.journal import Journal
 
 STATE_DIR_NAME = ".rotator"
 
@@ -41,6 +42,11 @@ class Deployment:
     def state_dir(self) -> Path:
         """Journal, backups, lock and audit log live here (0700), created on first rotation."""
         return Path(os.environ.get("ROTATOR_STATE_DIR") or self.directory / STATE_DIR_NAME)
+
+    @property
+    def journal(self) -> Journal:
+        """The journal of the rotation open on this deployment, if any."""
+        return Journal(self.state_dir / "journal.json")
 
     def ensure_state_dir(self) -> Path:
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ from core.errors import (
     StepFailed,
     VerificationFailed,
 )
-from core.journal import Journal, JournalState, Phase, Step
+from core.journal import JournalState, Phase, Step
 from core.lock import deployment_lock
 from core.plan import Plan, make_plan
 from core.progress import (
@@ -125,7 +125,7 @@ class Engine:
         """Told the old and new values once they are staged (or read back by recover),
         so a caller that reports elsewhere (Slack) can redact them."""
         self.confirm = confirm
-        self.journal = Journal(deployment.state_dir / "journal.json")
+        self.journal = deployment.journal
         self.audit = AuditLog(deployment.state_dir / "audit.log")
 
     # ----------------------------------------------------------------- use cases

@@ -68,6 +68,10 @@ class Journal:
     def exists(self) -> bool:
         return self.path.exists()
 
+    def read(self) -> JournalState | None:
+        """The open rotation's state, or None when no rotation is open."""
+        return self.load() if self.exists() else None
+
     def load(self) -> JournalState:
         try:
             raw = json.loads(self.path.read_text())

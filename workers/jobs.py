@@ -38,7 +38,6 @@ from slack_sdk import WebClient
 from core.deployment import Deployment
 from core.engine import Engine, Outcome, RotationResult
 from core.errors import InputError, RecoveryNeeded, RotatorError
-from core.journal import Journal
 from core.redact import secret_values
 from core.runtime import Runtime
 from workers import report
@@ -463,7 +462,7 @@ class _Job:
         self, request: Request, dep: DeploymentConfig, thread: Thread, exc: Exception
     ) -> None:
         headline = f"The worker hit an internal error ({type(exc).__name__})."
-        if _journal(dep) is not None:
+        if _journal_open(dep):
             blocks = report.recovery_blocks(
                 headline, project=str(dep.project), request_id=request.id, oncall=dep.oncall
             )
@@ -501,10 +500,10 @@ class _Job:
         return values
 
     def _check_journal_owner(self, deployment: Deployment, request: Request) -> None:
-        journal = Journal(deployment.state_dir / "journal.json")
-        if journal.exists() and journal.load().rotation_id != request.id:
+        state = deployment.journal.read()
+        if state is not None and state.rotation_id != request.id:
             raise InputError(
-                f"the open journal belongs to rotation {journal.load().rotation_id}, not "
+                f"the open journal belongs to rotation {state.rotation_id}, not "
                 f"{request.id}; run `rotator recover --project {deployment.directory}` on the host"
             )
 
@@ -521,10 +520,9 @@ def _actor(request: Request) -> str:
     return f"slack:{request.requester}, approved by {approvers}{glass} (request {request.id})"
 
 
-def _journal(dep: DeploymentConfig) -> Journal | None:
-    """The deployment's open journal, if any."""
+def _journal_open(dep: DeploymentConfig) -> bool:
+    """Whether a rotation is open on the deployment (its journal exists)."""
     try:
-        journal = Journal(Deployment.load(dep.project).state_dir / "journal.json")
+        return Deployment.load(dep.project).journal.exists()
     except RotatorError:
-        return None
-    return journal if journal.exists() else None
+        return False

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 from core.deployment import Deployment
 from core.errors import RotatorError
-from core.journal import Journal, JournalState
+from core.journal import JournalState
 from workers import report
 from workers.jobs import Context, Thread, lock_key
 from workers.progress import Redactor
@@ -93,11 +93,8 @@ def _open_journal(project: object) -> JournalState | None:
     except RotatorError as exc:
         log.warning("cannot read the deployment at %s: %s", project, exc)
         return None
-    journal = Journal(deployment.state_dir / "journal.json")
-    if not journal.exists():
-        return None
     try:
-        return journal.load()
+        return deployment.journal.read()
     except RotatorError:
         return None
 
