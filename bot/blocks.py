@@ -25,6 +25,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from core.plan import Plan
+from workers.report import downtime_text
 from workers.store import RequestStatus, RotationRequest
 
 __all__ = [
@@ -61,12 +62,6 @@ def format_when(when: datetime, zone: ZoneInfo) -> str:
     return f"{utc} ({local} {zone.key})" if zone.key != "UTC" else utc
 
 
-def _downtime(seconds: int) -> str:
-    if seconds < 90:
-        return f"about {seconds} s"
-    return f"about {round(seconds / 60)} min"
-
-
 def _codes(names: Sequence[str]) -> str:
     return ", ".join(f"`{n}`" for n in names) or "none"
 
@@ -78,7 +73,7 @@ def plan_blocks(plan: Plan) -> list[Block]:
         f"*What changes:* {_codes(plan.env_keys)}",
         f"*Services restarting:* {_codes(plan.services)}",
         f"*Users:* {logout} {plan.impact}".rstrip(),
-        f"*Downtime:* {_downtime(plan.downtime_estimate_s)}",
+        f"*Downtime:* {downtime_text(plan.downtime_estimate_s)}",
     ]
     if plan.db_roles:
         lines.append(f"*Database roles:* {_codes(plan.db_roles)}")
@@ -136,7 +131,7 @@ def _buttons(request: RotationRequest, plan: Plan, break_glass: bool) -> list[Bu
     confirm = ConfirmObject(
         title="Approve this rotation?",
         text=f"{plan.title} on {request.deployment}: "
-        f"{_downtime(plan.downtime_estimate_s)} of downtime"
+        f"{downtime_text(plan.downtime_estimate_s)} of downtime"
         + (", everyone logged out." if plan.logs_out_users else "."),
         confirm="Approve",
         deny="Cancel",

@@ -19,6 +19,7 @@ __all__ = [
     "abandoned_blocks",
     "cancelled_notice",
     "checklist_blocks",
+    "downtime_text",
     "mentions",
     "notice_text",
     "outcome_notice",
@@ -132,7 +133,8 @@ def abandoned_blocks(
     return [_section(text), recover_button(request_id)]
 
 
-def _downtime(seconds: int) -> str:
+def downtime_text(seconds: int) -> str:
+    """An estimate in words: `about 40 s`, `about 3 min`."""
     return f"about {seconds} s" if seconds < 90 else f"about {round(seconds / 60)} min"
 
 
@@ -163,7 +165,7 @@ def notice_text(
     if plan["impact"]:
         notice.append(f"What you will notice: {plan['impact']}")
     if plan["downtime_estimate_s"]:
-        notice.append(f"Expected downtime: {_downtime(plan['downtime_estimate_s'])}.")
+        notice.append(f"Expected downtime: {downtime_text(plan['downtime_estimate_s'])}.")
     return " ".join(notice)
 
 
