@@ -369,13 +369,9 @@ class Rotator:
     def _recover(self, body: dict[str, Any], client: WebClient) -> None:
         user, request = body["user"]["id"], self.store.get(body["actions"][0]["value"])
         dep = self.settings.deployment(request.deployment)
-        members = self.members(client)
-        allowed = user in dep.oncall or user in dep.approvers
-        if not allowed and not any(user in members(g) for g in dep.approver_groups):
-            self.refuse(client, body, f"Only on-call or an approver of `{dep.name}` may recover.")
-            return
-        if request.status is not RequestStatus.FAILED:
-            self.refuse(client, body, f"Request {request.id} is {request.status.value}.")
+        decision = policy.may_recover(user, request, dep, members=self.members(client))
+        if not decision.allowed:
+            self.refuse(client, body, decision.reason)
             return
         if not self.store.once(f"recover:{request.id}:{request.updated_at.timestamp()}"):
             return  # a double click

@@ -151,3 +151,14 @@ def may_cancel(
     if user == request.requester or user in dep.oncall or _is_approver(user, dep, members):
         return Decision(True, "requester or approver")
     return _no(f"Only the requester or an approver of `{dep.name}` may cancel {request.id}.")
+
+
+def may_recover(
+    user: str, request: RotationRequest, dep: DeploymentConfig, *, members: GroupMembers
+) -> Decision:
+    """The thread's Recover button: on-call or an approver, and only for a failed request."""
+    if not (user in dep.oncall or _is_approver(user, dep, members)):
+        return _no(f"Only on-call or an approver of `{dep.name}` may recover.")
+    if request.status is not RequestStatus.FAILED:
+        return _no(f"Request {request.id} is {request.status.value}.")
+    return Decision(True, "on call or approver")

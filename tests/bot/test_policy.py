@@ -143,3 +143,15 @@ def test_who_may_reject_and_cancel() -> None:
         "can no longer be cancelled"
         in policy.may_cancel(REQUESTER, done, DEP, members=members).reason
     )
+
+
+def test_recover_is_for_on_call_and_approvers_and_only_after_a_failure() -> None:
+    failed = request(status=RequestStatus.FAILED)
+
+    assert policy.may_recover(GROUP_MEMBER, failed, DEP, members=members).allowed
+    assert not policy.may_recover(REQUESTER, failed, DEP, members=members).allowed
+    running = policy.may_recover(
+        GROUP_MEMBER, request(status=RequestStatus.RUNNING), DEP, members=members
+    )
+    assert not running.allowed
+    assert "running" in running.reason
