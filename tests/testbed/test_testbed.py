@@ -66,6 +66,14 @@ def wait_for(condition: Callable[[], bool], seconds: float = 10) -> bool:
     return True
 
 
+def _answers(testbed: Testbed, service: str) -> bool:
+    try:
+        testbed.health(service)
+    except OSError:
+        return False
+    return True
+
+
 def test_every_service_is_up_and_healthy(testbed: Testbed) -> None:
     states = testbed.container_states()
     assert set(states) == {
@@ -172,6 +180,8 @@ def test_pooler_keeps_its_tenant_password_until_its_schema_is_dropped(testbed: T
     try:
         set_everywhere(new)
         assert wait_for(lambda: testbed.health("auth").status == 200)
+        # supavisor was recreated too (its env changed): wait until it answers at all.
+        assert wait_for(lambda: _answers(testbed, "supavisor"), seconds=30)
         reason = testbed.health("supavisor").json()["reason"]
         assert "tenant" in reason and "pgbouncer" in reason
         drop_tenants()
