@@ -10,6 +10,7 @@ it is deleted when the rotation finishes either way.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -18,6 +19,9 @@ from typing import Any
 
 from core.envfile import write_atomic
 from core.errors import InputError
+
+FAULT_PAUSE_ENV = "ROTATOR_FAULT_PAUSE_S"
+"""Seconds to pause after each journal write, so a test can stop the process there."""
 
 
 class Step(StrEnum):
@@ -89,6 +93,11 @@ class Journal:
         state.updated_at = time.time()
         body = asdict(state) | {"phase": state.phase.value}
         write_atomic(self.path, json.dumps(body, indent=1, sort_keys=True) + "\n")
+        # A fault-injection aid: tests/faults kill rotator at every journal boundary,
+        # and some steps last microseconds. Never set in production.
+        pause = os.environ.get(FAULT_PAUSE_ENV)
+        if pause:
+            time.sleep(float(pause))
 
     def start(self, state: JournalState, step: Step) -> None:
         state.current = step.value

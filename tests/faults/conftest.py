@@ -26,6 +26,7 @@ import pytest
 
 from core.adapters.postgres import SHARED_PASSWORD_ROLES
 from core.deployment import Deployment
+from core.journal import FAULT_PAUSE_ENV
 from tests.conftest import service_missing
 from tests.testbed.testbed import Testbed, TestbedError, image_exists, read_env
 
@@ -105,9 +106,11 @@ class Running:
 
     @classmethod
     def start(cls, tb: Testbed, *args: str) -> Running:
+        # Each journal boundary lasts this long, so polling sees every one of them.
+        env = rotator_env(tb) | {FAULT_PAUSE_ENV: "0.25"}
         proc = subprocess.Popen(
             [str(ROTATOR), *args, "--project", str(tb.directory)],
-            env=rotator_env(tb),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -180,6 +183,13 @@ class Running:
         code = self.proc.wait(timeout=timeout)
         self._close()
         return code
+
+    def close(self) -> None:
+        """Kill it if still running and release its pipe (a test may fail half-way)."""
+        if self.proc.poll() is None:
+            self.kill()
+        else:
+            self._close()
 
     def _close(self) -> None:
         if self._reader is not None:

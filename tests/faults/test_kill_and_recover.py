@@ -113,11 +113,15 @@ def test_sigkill_then_recover_leaves_a_consistent_deployment(testbed: Testbed, c
     backups_before = len(list((testbed.directory / ".rotator" / "backups").glob("*")))
 
     run = Running.start(testbed, "rotate", kill.secret, "--yes")
-    reached = run.wait_for(kill.when)
+    try:
+        reached = run.wait_for(kill.when)
+    except BaseException:
+        run.close()
+        raise
     if not reached:
         # Only a random instant can fall after the end: then there is nothing to recover.
-        assert case.startswith("pg-random"), f"{case}: never reached\n{run.output}"
         code = run.finish()
+        assert case.startswith("pg-random"), f"{case}: never reached\n{run.output}"
         assert code == 0, run.output
         print(f"{case}: the rotation finished at {run.elapsed:.2f} s, before the kill instant")
         assert_consistent(testbed, before, run.journals[-1], "finished")
