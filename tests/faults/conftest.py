@@ -28,7 +28,7 @@ from core.adapters.postgres import SHARED_PASSWORD_ROLES
 from core.deployment import Deployment
 from core.journal import FAULT_PAUSE_ENV
 from tests.conftest import service_missing
-from tests.testbed.testbed import Testbed, TestbedError, image_exists, read_env
+from tests.testbed.testbed import Testbed, TestbedError, image_exists, parse_env, read_env
 
 ROOT = Path(__file__).resolve().parents[2]
 ROTATOR = ROOT / ".venv" / "bin" / "rotator"
@@ -308,16 +308,8 @@ def assert_consistent(
 
 
 def read_env_bytes(data: bytes) -> dict[str, str]:
-    """read_env for bytes of a .env file."""
-    values = {}
-    for line in data.decode().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not line.lstrip().startswith("#"):
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-                value = value[1:-1]
-            values[key.strip()] = value
-    return values
+    """read_env for the bytes of a .env file."""
+    return parse_env(data.decode())
 
 
 @contextmanager

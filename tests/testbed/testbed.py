@@ -86,8 +86,13 @@ def compose_command() -> list[str]:
 
 def read_env(path: Path) -> dict[str, str]:
     """KEY=VALUE lines of a .env file (comments skipped, one level of quotes removed)."""
+    return parse_env(path.read_text())
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """read_env for text already read."""
     values = {}
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         key, sep, value = line.partition("=")
         if sep and not line.lstrip().startswith("#"):
             value = value.strip()

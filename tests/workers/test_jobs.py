@@ -4,7 +4,6 @@ local fake Slack and a loopback webhook."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import pickle
@@ -13,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis import Redis
 from rq.job import Job
 
 from core.errors import RuntimeFailure
 from core.journal import Journal
 from tests.fakes import RecordingRuntime
+from tests.leaks import dump_redis
 from tests.workers.conftest import ANNOUNCE, CHANNEL, ONCALL, Site
 from workers import jobs
 from workers.report import RECOVER_ACTION
@@ -124,40 +123,11 @@ def test_no_secret_value_reaches_slack_redis_or_the_logs(
     haystacks = [json.dumps(c.body) for c in site.slack.calls]
     haystacks += [json.dumps(h) for h in site.hooks.bodies]
     haystacks.append(caplog.text)
-    haystacks += dump_redis(site.redis)
+    haystacks += list(dump_redis(site.redis).values())
     assert len(site.slack.calls) > 20
     for text in haystacks:
         for value in values:
             assert value not in text
-
-
-def dump_redis(redis: Redis) -> list[str]:
-    """Every key and value in the database, by type; zlib blobs (RQ job data) opened."""
-    out: list[str] = []
-    for key in redis.scan_iter(count=500):
-        kind = redis.type(key).decode()
-        parts: list[bytes] = [key]
-        if kind == "string":
-            parts.append(redis.get(key) or b"")
-        elif kind == "hash":
-            for k, v in redis.hgetall(key).items():
-                parts += [k, v]
-        elif kind == "list":
-            parts += redis.lrange(key, 0, -1)
-        elif kind == "set":
-            parts += list(redis.smembers(key))
-        elif kind == "zset":
-            parts += [m for m, _ in redis.zrange(key, 0, -1, withscores=True)]
-        elif kind == "stream":
-            for _, fields in redis.xrange(key):
-                for k, v in fields.items():
-                    parts += [k, v]
-        for part in parts:
-            out.append(part.decode("utf-8", "replace"))
-            with contextlib.suppress(zlib.error):
-                out.append(zlib.decompress(part).decode("utf-8", "replace"))
-    assert out
-    return out
 
 
 def test_a_cancelled_request_is_not_rotated(site: Site) -> None:
