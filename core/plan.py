@@ -6,6 +6,7 @@ executes. It holds names only, never values, so it can travel anywhere.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -137,15 +138,13 @@ def _downtime_estimate(deployment: Deployment, levels: list[list[str]]) -> int:
     return total
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|ns|h|m|s)")
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+
+
 def _seconds(duration: object) -> int:
-    """Compose durations like '20s', '1m30s', or a number of seconds."""
+    """Compose durations like '20s', '1m30s', '500ms', or a number of seconds."""
     if isinstance(duration, int | float):
         return int(duration)
-    total, number = 0, ""
-    for char in str(duration):
-        if char.isdigit():
-            number += char
-        elif number:
-            total += int(number) * {"h": 3600, "m": 60, "s": 1}.get(char, 0)
-            number = ""
-    return total
+    parts = _DURATION_PART.findall(str(duration))
+    return int(sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts))

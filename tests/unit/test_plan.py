@@ -405,3 +405,15 @@ def test_plan_without_json_is_text_for_people(
     assert "Plan: rotate dashboard-password" in out
     assert "[edge]" in out
     assert get_secret("dashboard-password").impact in out
+
+
+@pytest.mark.parametrize(
+    ("duration", "seconds"),
+    [("20s", 20), ("1m30s", 90), ("500ms", 0), ("1m500ms", 60), ("2h", 7200), (15, 15)],
+)
+def test_compose_durations_count_milliseconds_as_milliseconds(
+    duration: object, seconds: int
+) -> None:
+    from core.plan import _seconds
+
+    assert _seconds(duration) == seconds
