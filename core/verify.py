@@ -18,6 +18,7 @@ from core.adapters.postgres import DbAddress, role_passwords_match
 from core.deployment import Deployment
 from core.errors import DatabaseError
 from core.progress import CheckResult
+from core.roles import SHARED_PASSWORD_ROLES
 from core.runtime import Runtime
 
 ADMIN_ROLE = "supabase_admin"
@@ -228,18 +229,14 @@ def verify_current(
     deployment: Deployment, runtime: Runtime, *, http_probes: bool = True
 ) -> list[CheckResult]:
     """`rotator verify`: the running deployment agrees with .env everywhere it can be probed."""
-    from core.catalogue import get_secret
-
     env = deployment.values()
     checks = [
         check_services_ready(deployment, runtime),
         check_containers_match_env(deployment, runtime),
     ]
     if env.get("POSTGRES_PASSWORD"):
-        roles = get_secret("postgres-password").db_roles
-        checks += check_db_passwords(
-            db_address(deployment, runtime), roles, env["POSTGRES_PASSWORD"], None
-        )
+        address = db_address(deployment, runtime)
+        checks += check_db_passwords(address, SHARED_PASSWORD_ROLES, env["POSTGRES_PASSWORD"], None)
     if http_probes:
         user = env.get("DASHBOARD_USERNAME", "")
         probes = gateway_probes({}, _probed_keys(env), dashboard_user=user)
