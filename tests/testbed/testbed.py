@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 TEMPLATE = Path(__file__).resolve().parent / "project"
-DEFAULT_IMAGE = "rotator-testbed:latest"
+DEFAULT_IMAGE = os.environ.get("TESTBED_IMAGE", "rotator-testbed") + ":latest"
+"""build-images.sh tags its build NAME:latest, NAME from TESTBED_IMAGE, so checkouts side by side
+can each run their own image."""
 DEFAULT_PORT_BASE = 25400  # below the ephemeral range (32768+), so no client socket holds one
 PORT_SPAN = 20  # ports reserved per testbed: base .. base+19
 PORT_OFFSETS = {
