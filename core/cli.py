@@ -12,17 +12,27 @@ import json
 import logging
 import os
 import socket
+import stat
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.audit import AuditLog
+from core.backups import (
+    BACKUP_GRACE_ENV,
+    grace_from_environment,
+    list_backups,
+    parse_duration,
+    prune,
+)
 from core.catalogue import CATALOGUE, Source, get_secret
 from core.deployment import Deployment
 from core.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, RotatorError
 from core.plan import Plan, make_plan
+from core.probes import ProbeSettings
 from core.progress import console_progress
 from core.report import format_plan, format_result
 
@@ -39,7 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rotator: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("rotator: interrupted", file=sys.stderr)
+        # A rotation under way turns Ctrl-C into RecoveryNeeded (exit 3) itself; reaching
+        # here means none had begun.
+        print("rotator: interrupted; nothing was changed", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:
         # A foreign exception's message may quote a statement or an environment;
@@ -101,8 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("verify", help="check that the running deployment matches .env")
     project_arg(p)
-    gateway_probes_arg(p)
+    probe_args(p)
     p.set_defaults(handler=cmd_verify)
+
+    p = commands.add_parser("backups", help="list the .env backups rotations made, or prune them")
+    project_arg(p)
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete backups older than the grace, always keeping the newest",
+    )
+    grace_arg(p)
+    p.set_defaults(handler=cmd_backups)
 
     p = commands.add_parser("history", help="the audit log: who rotated what, when, how it ended")
     project_arg(p)
@@ -127,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def gateway_probes_arg(p: argparse.ArgumentParser) -> None:
+def probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-gateway-probes",
         dest="gateway_probes",
@@ -135,10 +157,28 @@ def gateway_probes_arg(p: argparse.ArgumentParser) -> None:
         help="do not probe the API gateway over HTTP (when it is not reachable from this "
         "host; ROTATOR_GATEWAY_URL points the probes elsewhere)",
     )
+    p.add_argument(
+        "--no-pooler-probe",
+        dest="pooler_probe",
+        action="store_false",
+        help="do not log in through the connection pooler (when it is not reachable from "
+        "this host; ROTATOR_POOLER_ADDRESS=host:port points the probe elsewhere)",
+    )
+
+
+def grace_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backup-grace",
+        metavar="DURATION",
+        default=None,
+        help="keep older .env backups this long after a rotation ends (e.g. 7d; default "
+        f"${BACKUP_GRACE_ENV}, else 0: only the newest backup is kept)",
+    )
 
 
 def via_socket_arg(p: argparse.ArgumentParser) -> None:
-    gateway_probes_arg(p)
+    probe_args(p)
+    grace_arg(p)
     p.add_argument(
         "--via-socket",
         action="store_true",
@@ -205,8 +245,9 @@ def cmd_rotate(args: argparse.Namespace) -> int:
         console_progress(),
         actor=args.actor,
         via_socket=args.via_socket,
-        http_probes=args.gateway_probes,
+        probes=probe_settings(args, deployment),
         confirm=None if args.yes else confirm_on_terminal,
+        backup_grace_s=backup_grace(args),
     )
     result = engine.rotate(secret.name, given=given)
     print(format_result(result))
@@ -216,13 +257,16 @@ def cmd_rotate(args: argparse.Namespace) -> int:
 def cmd_recover(args: argparse.Namespace) -> int:
     from core.engine import Engine, Outcome
 
+    deployment = Deployment.load(args.project)
     engine = Engine(
-        Deployment.load(args.project),
+        deployment,
         docker_runtime(),
         console_progress(),
         actor=args.actor,
         via_socket=args.via_socket,
-        http_probes=args.gateway_probes,
+        probes=probe_settings(args, deployment),
+        ask=ask_on_terminal if sys.stdin.isatty() else None,
+        backup_grace_s=backup_grace(args),
     )
     result = engine.recover()
     print(format_result(result))
@@ -232,12 +276,43 @@ def cmd_recover(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from core.verify import verify_current
 
-    checks = verify_current(
-        Deployment.load(args.project), docker_runtime(), http_probes=args.gateway_probes
-    )
+    deployment = Deployment.load(args.project)
+    checks = verify_current(deployment, docker_runtime(), probes=probe_settings(args, deployment))
     for check in checks:
-        print(f"{'✓' if check.ok else '✗'} {check.name}: {check.evidence}")
-    return EXIT_OK if all(check.ok for check in checks) else EXIT_FAILED
+        print(f"{check.mark} {check.name}: {check.evidence}")
+    return EXIT_FAILED if any(check.failed for check in checks) else EXIT_OK
+
+
+def cmd_backups(args: argparse.Namespace) -> int:
+    deployment = Deployment.load(args.project)
+    state_dir = deployment.state_dir
+    if args.prune:
+        open_rotation = deployment.journal.read()
+        keep = Path(open_rotation.backup) if open_rotation and open_rotation.backup else None
+        deleted = prune(state_dir, grace_s=backup_grace(args), keep=keep)
+        print(f"pruned {len(deleted)} backup(s)" + "".join(f"\n  {p.name}" for p in deleted))
+    backups = list_backups(state_dir)
+    if not backups:
+        print(f"no .env backups in {state_dir / 'backups'}")
+        return EXIT_OK
+    now = time.time()
+    for b in backups:
+        print(f"{b.path}  {_age(now - b.modified):>8} old  {b.size:>6} bytes  mode {b.mode:04o}")
+    exposed = [b.path.name for b in backups if not b.private]
+    folder_mode = stat.S_IMODE((state_dir / "backups").stat().st_mode)
+    if folder_mode & 0o077:
+        exposed.append(f"the folder itself (mode {folder_mode:04o})")
+    if exposed:
+        print(f"rotator: readable by others: {', '.join(exposed)}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -283,6 +358,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------ helpers
+
+
+def probe_settings(args: argparse.Namespace, deployment: Deployment) -> ProbeSettings:
+    return ProbeSettings.for_deployment(
+        deployment.values(), gateway=args.gateway_probes, pooler=args.pooler_probe
+    )
+
+
+def backup_grace(args: argparse.Namespace) -> float:
+    text = args.backup_grace
+    return parse_duration(text) if text is not None else grace_from_environment()
+
+
+def ask_on_terminal(question: str) -> bool:
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
 def confirm_on_terminal(plan: Plan) -> bool:

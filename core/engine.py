@@ -8,6 +8,10 @@ at any instant leaves a journal that `recover` can finish or undo. The moves
 below (`_set_database`, `_set_env`, `_restart`) each bring one part of the
 deployment to a target state whatever state it is in, which is what makes
 both rollback and recovery the same few calls in another order.
+
+Once the journal exists, every way out that leaves it (a failed rollback, Ctrl-C,
+a database that accepts neither password) is RecoveryNeeded: exit code 3 and the
+`rotator recover` command to run.
 """
 
 from __future__ import annotations
@@ -19,18 +23,23 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 
 from core.adapters.postgres import (
     DbAddress,
+    PasswordChange,
     accepts_password,
     change_shared_password,
     connect_as,
+    password_evidence,
     reset_pooler_tenant,
     shared_password_script,
+    wait_until_accepting,
 )
 from core.audit import AuditLog, new_record
+from core.backups import prune
 from core.catalogue import Secret, Source, get_secret
-from core.checklist import ChecklistItem, build_checklist
+from core.checklist import ChecklistItem, Evidence, build_checklist
 from core.deployment import Deployment
 from core.envfile import EnvFile, backup, write_atomic
 from core.errors import (
@@ -47,6 +56,7 @@ from core.errors import (
 from core.journal import JournalState, Phase, Step
 from core.lock import deployment_lock
 from core.plan import Plan, make_plan
+from core.probes import Probe, ProbeSettings, SkippedProbe, probes_for
 from core.progress import (
     CheckResult,
     Event,
@@ -68,12 +78,16 @@ from core.verify import (
     check_no_stragglers,
     check_services_ready,
     db_address,
-    gateway_probes,
-    gateway_url,
-    run_probe,
 )
 
 PASSWORD_KEY = "POSTGRES_PASSWORD"  # noqa: S105 - a key name, not a password
+
+READ_ONLY_ROLE = "supabase_read_only_user"
+"""Upstream leaves it out of the shared password; some installs give it that password
+anyway. It changes with the others exactly when the current password logs in as it."""
+
+DB_READY_TIMEOUT_S = 180.0
+"""How long recovery waits for a (re)started database to accept logins."""
 
 
 class Outcome(StrEnum):
@@ -100,6 +114,17 @@ def new_rotation_id() -> str:
     return "r-" + secrets.token_hex(4)
 
 
+def recover_command(directory: Path) -> str:
+    return f"rotator recover --project {directory}"
+
+
+@dataclass
+class _Outcome:
+    """What a step did, filled in by the step: its line in the report."""
+
+    detail: str = ""
+
+
 class Engine:
     def __init__(
         self,
@@ -108,16 +133,19 @@ class Engine:
         progress: Progress,
         *,
         actor: str,
-        http_probes: bool = True,
+        probes: ProbeSettings | None = None,
         via_socket: bool = False,
         confirm: Callable[[Plan], bool] | None = None,
+        ask: Callable[[str], bool] | None = None,
         on_staged: Callable[[list[str]], None] | None = None,
+        backup_grace_s: float = 0.0,
     ) -> None:
         self.deployment = deployment
         self.runtime = runtime
         self.progress = progress
         self.actor = actor
-        self.http_probes = http_probes
+        self.probe_settings = probes
+        """Where the probes go; None: upstream's ports on this host (ProbeSettings)."""
         self.via_socket = via_socket
         """Change role passwords through psql on the db container's local socket, which
         needs no password: the way out when the database refuses the one in .env."""
@@ -125,6 +153,10 @@ class Engine:
         """Told the old and new values once they are staged (or read back by recover),
         so a caller that reports elsewhere (Slack) can redact them."""
         self.confirm = confirm
+        self.ask = ask
+        """Asks a person a yes/no question (recover, before using the socket); None: no
+        one to ask, so the answer is no unless `via_socket` already said yes."""
+        self.backup_grace_s = backup_grace_s
         self.journal = deployment.journal
         self.audit = AuditLog(deployment.state_dir / "audit.log")
 
@@ -140,13 +172,16 @@ class Engine:
         secret = get_secret(secret_name)
         rotation_id = rotation_id or new_rotation_id()
         self.deployment.ensure_state_dir()
-        with deployment_lock(self.deployment.state_dir):
+        with deployment_lock(self.deployment.state_dir), self._interruptible():
             if self.journal.exists():
                 open_id = self.journal.load().rotation_id
                 raise RotationInProgress(
                     f"rotation {open_id} is still open on {self.deployment.directory}; "
-                    "run `rotator recover` to finish or undo it first"
+                    f"run `{recover_command(self.deployment.directory)}` to finish or undo it"
                 )
+            # Read again now that the lock is held: a rotation that finished while this one
+            # waited changed .env, and undoing this one later must not undo that one.
+            self.deployment = self.deployment.reload()
             current = self.deployment.values()
             new = secret.new_values(current, self._given(secret, given))
             plan = make_plan(self.deployment, secret, new)
@@ -159,10 +194,11 @@ class Engine:
                 plan=plan.to_json(),
                 old={key: current.get(key, "") for key in new},
                 new=dict(new),
+                db_roles=list(plan.db_roles),
             )
             try:
-                with self._step(state, Step.PREFLIGHT, persist=False):
-                    state.ready_services = self._preflight(plan, current, new)
+                with self._step(state, Step.PREFLIGHT, persist=False) as done:
+                    done.detail = self._preflight(plan, current, state)
             except RotatorError as exc:
                 self._audit(state, "refused", str(exc))
                 raise
@@ -170,72 +206,64 @@ class Engine:
 
     def recover(self) -> RotationResult:
         """Finish or undo the open rotation, deciding from the journal and the database."""
-        with deployment_lock(self.deployment.ensure_state_dir()):
+        with deployment_lock(self.deployment.ensure_state_dir()), self._interruptible():
             if not self.journal.exists():
                 raise InputError(f"no rotation is open on {self.deployment.directory}")
+            self.deployment = self.deployment.reload()
             state = self.journal.load()
             self._tell_staged(state)
             plan = Plan.from_json(state.plan)
+            committed = state.reached(Step.COMMIT) and state.phase is Phase.FORWARD
+            target = state.new if committed else state.old
             try:
-                self._start_stopped(plan)
-                db_holds = self._database_holds(state, plan)
+                self._bring_back(plan)
+                db_holds = self._database_holds(state, plan, target)
             except (StepFailed, DatabaseRefused) as exc:
                 # Nothing was finished or undone: exit 3 (still half-done), not 1.
                 raise RecoveryNeeded(
                     f"cannot recover rotation {state.rotation_id} yet: {exc}; the journal "
-                    "is kept: run `rotator recover` again once that is fixed"
+                    f"is kept: run `{recover_command(self.deployment.directory)}` again once "
+                    "that is fixed"
                 ) from None
-            emit_safely(
-                self.progress,
+            stopped_in = state.current or (state.done[-1] if state.done else "preflight")
+            self._emit(
                 Note(
-                    f"rotation {state.rotation_id} ({state.secret}) stopped in "
-                    f"{state.current or (state.done[-1] if state.done else 'preflight')}"
+                    f"rotation {state.rotation_id} ({state.secret}) stopped in {stopped_in}"
                     + (f"; the database accepts the {db_holds} password" if db_holds else "")
-                ),
+                )
             )
-            committed = state.reached(Step.COMMIT) and state.phase is Phase.FORWARD
             if committed:
-                emit_safely(self.progress, Note("the new values were committed: finishing"))
+                self._emit(Note("the new values were committed: finishing"))
                 return self._forward(state, plan, resume=True)
-            emit_safely(self.progress, Note("the new values were not committed: undoing"))
+            self._emit(Note("the new values were not committed: undoing"))
             return self._roll_back(state, plan, reason="recovered after an interrupted rotation")
-
-    def _start_stopped(self, plan: Plan) -> None:
-        """Bring back planned services a killed run left without a running container.
-
-        A process killed while compose recreated a level can leave that level stopped
-        (the old container stopped, the new one not yet started): the database among
-        them, which recovery must ask. They start from the current .env, level by level;
-        finishing or undoing then recreates them again as planned.
-        """
-        states = self.runtime.services(self.deployment.compose)
-        for level in plan.restart_levels:
-            down = [s for s in level if s not in states or states[s].status != "running"]
-            if down:
-                self._emit(Note("starting services left stopped: " + ", ".join(down)))
-                env = self.deployment.values()
-                self.runtime.recreate(self.deployment.compose, env, down)
-                self.runtime.wait_ready(self.deployment.compose, env, down)
 
     # ------------------------------------------------------------------ protocol
 
     def _forward(self, state: JournalState, plan: Plan, *, resume: bool = False) -> RotationResult:
         try:
             if not resume:
-                with self._step(state, Step.BACKUP):
-                    state.backup = str(
-                        backup(self.deployment.env_path, self.deployment.state_dir / "backups")
+                with self._step(state, Step.BACKUP) as done:
+                    path = backup(
+                        self.deployment.env_path,
+                        self.deployment.state_dir / "backups",
+                        label=state.rotation_id,
                     )
-                with self._step(state, Step.STAGE, detail=f"{len(state.new)} new value(s)"):
+                    state.backup = str(path)
+                    done.detail = f"{path.name} (mode 0600)"
+                with self._step(state, Step.STAGE) as done:
                     self._tell_staged(state)  # the journal write around this step stages
-            with self._step(state, Step.APPLY, detail=self._apply_detail(plan)):
-                self._set_database(plan, target=state.new, other=state.old)
-            with self._step(state, Step.COMMIT, detail="keys: " + ", ".join(plan.env_keys)):
+                    done.detail = f"{len(state.new)} new value(s) in the journal (mode 0600)"
+            with self._step(state, Step.APPLY) as done:
+                done.detail = self._set_database(plan, state, target=state.new, other=state.old)
+            with self._step(state, Step.COMMIT) as done:
                 self._set_env(state.new)
-            with self._step(state, Step.RESTART, detail=self._restart_detail(plan)):
-                self._restart(plan)
-            with self._step(state, Step.VERIFY):
+                done.detail = "keys written: " + ", ".join(plan.env_keys)
+            with self._step(state, Step.RESTART) as done:
+                done.detail = self._restart(plan)
+            with self._step(state, Step.VERIFY) as done:
                 checks = self._verify(plan, accepted=state.new, refused=state.old, state=state)
+                done.detail = f"{sum(c.ok is True for c in checks)} checks passed"
         except StepFailed as exc:
             return self._roll_back(state, plan, reason=str(exc), failure=exc)
         except (RotatorError, OSError) as exc:
@@ -244,27 +272,29 @@ class Engine:
             reason = f"{step} failed: {exc if isinstance(exc, RotatorError) else _os_error(exc)}"
             return self._roll_back(state, plan, reason=reason)
         self._emit(StepStarted(Step.FINISH.value))
+        checklist = build_checklist(plan, checks, self._evidence(state))
         self.journal.remove()
         self._audit(state, "finished", f"services recreated: {', '.join(plan.services) or 'none'}")
         self._emit(StepFinished(Step.FINISH.value, "journal removed, audit record written"))
+        self._prune_backups()
         return RotationResult(
             rotation_id=state.rotation_id,
             secret=state.secret,
             outcome=Outcome.FINISHED,
             plan=plan,
             checks=checks,
-            checklist=build_checklist(plan, checks, state.backup),
+            checklist=checklist,
         )
 
     def _roll_back(
         self, state: JournalState, plan: Plan, *, reason: str, failure: StepFailed | None = None
     ) -> RotationResult:
-        state.phase = Phase.ROLLING_BACK
-        self.journal.save(state)
         self._emit(Note(f"rolling back: {reason}"))
         try:
+            state.phase = Phase.ROLLING_BACK
+            self.journal.save(state)
             self._emit(StepStarted("rollback", "restoring the old values"))
-            self._set_database(plan, target=state.old, other=state.new)
+            self._set_database(plan, state, target=state.old, other=state.new)
             self._set_env(state.old)
             # Apply (and undoing it) resets the pooler's stored tenant, which only a
             # recreated pooler puts back: once apply may have run, recreate as after commit.
@@ -279,13 +309,15 @@ class Engine:
             self._emit(StepFinished("rollback", "the old values are back in place"))
         except (RotatorError, OSError) as exc:
             why = exc if isinstance(exc, RotatorError) else _os_error(exc)
-            self._audit(state, "needs_recovery", f"rollback failed: {why}")
+            self._audit_safely(state, "needs_recovery", f"rollback failed: {why}")
             raise RecoveryNeeded(
                 f"rotation {state.rotation_id} failed ({reason}) and rolling back failed too "
-                f"({why}); the journal is kept: run `rotator recover` once the cause is fixed"
+                f"({why}); the journal is kept: run "
+                f"`{recover_command(self.deployment.directory)}` once the cause is fixed"
             ) from None
         self.journal.remove()
         self._audit(state, "rolled_back", reason)
+        self._prune_backups()
         return RotationResult(
             rotation_id=state.rotation_id,
             secret=state.secret,
@@ -299,14 +331,13 @@ class Engine:
             ),
         )
 
-    # --------------------------------------------------------------- the moves
+    # ----------------------------------------------------------------- preflight
 
-    def _preflight(
-        self, plan: Plan, current: Mapping[str, str], new: Mapping[str, str]
-    ) -> list[str]:
-        """Refuse, changing nothing, unless the rotation can go through; returns the
-        services ready now, which verification expects ready afterwards."""
-        self.deployment.env.replace(new)  # every key has a line to rewrite, or a clear error
+    def _preflight(self, plan: Plan, current: Mapping[str, str], state: JournalState) -> str:
+        """Refuse, changing nothing, unless the rotation can go through. Records in `state`
+        the services ready now (verification expects them ready afterwards) and the roles
+        the apply step changes. Returns the step's line for the report."""
+        self.deployment.env.replace(state.new)  # every key has a line to rewrite, or an error
         self._check_writable()
         shadowed = sorted(key for key in plan.env_keys if key in os.environ)
         if shadowed:
@@ -317,11 +348,14 @@ class Engine:
         # The database first: when it refuses the password in .env, the services that
         # log in with it are unhealthy too, and the way out below is what to show.
         repairing = bool(plan.db_roles) and self.via_socket
+        said = []
         if repairing:
             self._psql(b"SELECT 1;\n")
+            said.append(f"{READ_ONLY_ROLE} left alone (not checked through the socket)")
         elif plan.db_roles or plan.resets_pooler_tenant:
+            address = self._db_address()
             try:
-                connect_as(self._db_address(), ADMIN_ROLE, current[PASSWORD_KEY]).close()
+                connect_as(address, ADMIN_ROLE, current[PASSWORD_KEY]).close()
             except DatabaseRefused as exc:
                 raise DatabaseRefused(
                     f"{exc}. The POSTGRES_PASSWORD in .env and the database already disagree, "
@@ -330,13 +364,56 @@ class Engine:
                     "password: `rotator rotate postgres-password --via-socket`. "
                     "Nothing was changed."
                 ) from None
+            if plan.db_roles:
+                said.append(self._decide_read_only_role(address, current[PASSWORD_KEY], state))
         ready = check_services_ready(self.deployment, self.runtime, plan.services)
-        if not ready.ok and not repairing:
+        if ready.failed and not repairing:
             # Through the socket, services refused by the database are expected: the
             # rotation recreates them all and verifies they come back healthy.
             raise PreflightFailed(f"{ready.evidence}; fix them first. Nothing was changed.")
         states = self.runtime.services(self.deployment.compose)
-        return sorted({*plan.services, *(s for s, st in states.items() if st.is_ready)})
+        state.ready_services = sorted(
+            {*plan.services, *(s for s, st in states.items() if st.is_ready)}
+        )
+        if repairing:
+            said.append("probes skipped: the database refuses the password in .env")
+        else:
+            said.append(self._preflight_probes(plan, current))
+        for note in said:
+            self._emit(Note(note))
+        return f"{len(state.ready_services)} services ready"
+
+    def _decide_read_only_role(self, address: DbAddress, password: str, state: JournalState) -> str:
+        if READ_ONLY_ROLE in state.db_roles:
+            return f"{READ_ONLY_ROLE} is in the plan"
+        evidence = password_evidence(address, [READ_ONLY_ROLE], password, admin_password=password)
+        seen = evidence[READ_ONLY_ROLE]
+        if seen.accepts:
+            state.db_roles.append(READ_ONLY_ROLE)
+            return f"{READ_ONLY_ROLE} takes the current password ({seen.how}): it changes too"
+        if seen.accepts is None:
+            return f"{READ_ONLY_ROLE} left alone: {seen.how}"
+        return f"{READ_ONLY_ROLE} left alone: it has its own password ({seen.how})"
+
+    def _preflight_probes(self, plan: Plan, current: Mapping[str, str]) -> str:
+        """Every probe verification will use, tried now with the current values."""
+        probes = self._probes(plan.env_keys, accepted=current, refused=None, accepted_is="current")
+        for probe in probes:
+            result = probe.run()
+            if not result.failed:
+                continue
+            if probe.unreachable(result):
+                raise PreflightFailed(
+                    f"probe {probe.name!r} cannot reach its target ({result.evidence}), so "
+                    f"the rotation could not be verified. {probe.setting}. Nothing was changed."
+                )
+            raise PreflightFailed(
+                f"probe {probe.name!r} failed with the current values ({result.evidence}): "
+                "the deployment does not accept its own configuration, so a rotation could "
+                f"not be verified. Fix that first, or: {probe.setting}. Nothing was changed."
+            )
+        ran = sum(not isinstance(probe, SkippedProbe) for probe in probes)
+        return f"{ran} probes passed with the current values" if ran else "no probes to try"
 
     def _check_writable(self) -> None:
         """The .env directory and the state directory take a new file (atomic writes need
@@ -351,40 +428,52 @@ class Engine:
                     f"cannot write in {directory} ({_os_error(exc)}); nothing was changed"
                 ) from None
 
+    # --------------------------------------------------------------- the moves
+
     def _set_database(
-        self, plan: Plan, *, target: Mapping[str, str], other: Mapping[str, str]
-    ) -> None:
+        self,
+        plan: Plan,
+        state: JournalState,
+        *,
+        target: Mapping[str, str],
+        other: Mapping[str, str],
+    ) -> str:
         """Make the database roles accept target[POSTGRES_PASSWORD], whatever they accept
-        now; or, when only VAULT_ENC_KEY changes, reset the pooler's stored tenant."""
+        now; or, when only VAULT_ENC_KEY changes, reset the pooler's stored tenant.
+        Returns what was done, for the report."""
         env = self.deployment.values()
         host, port = env.get("POSTGRES_HOST") or "db", int(env.get("POSTGRES_PORT") or "5432")
-        if not plan.db_roles or PASSWORD_KEY not in target:
+        roles = state.db_roles or list(plan.db_roles)
+        if not roles or PASSWORD_KEY not in target:
             if plan.resets_pooler_tenant:
-                reset_pooler_tenant(self._db_address(), ADMIN_ROLE, env[PASSWORD_KEY])
-            return
+                reset = reset_pooler_tenant(self._db_address(), ADMIN_ROLE, env[PASSWORD_KEY])
+                return "pooler tenant reset" if reset else "no pooler schema to reset"
+            return "nothing to change outside .env"
         wanted, previous = target[PASSWORD_KEY], other[PASSWORD_KEY]
         if self.via_socket:
-            script = shared_password_script(
-                wanted, plan.db_roles, analytics_host=host, analytics_port=port
-            )
-            self._psql(script.encode(), secrets=[wanted, previous])
-            return
+            return self._set_database_via_socket(roles, wanted, previous, host, port)
         address = self._db_address()
         if accepts_password(address, ADMIN_ROLE, wanted):
             # Already there: the change is one transaction, so the admin role accepting
             # the target means every role does. Skipping it spares the pooler a reset.
-            return
+            return f"the database already accepts that password: nothing to change ({ADMIN_ROLE})"
         change = change_shared_password(
             address,
             ADMIN_ROLE,
             previous,
             wanted,
-            plan.db_roles,
+            roles,
             analytics_host=host,
             analytics_port=port,
         )
-        if change.missing:
-            self._emit(Note("roles not in this database, skipped: " + ", ".join(change.missing)))
+        return _describe_change(change)
+
+    def _set_database_via_socket(
+        self, roles: Sequence[str], wanted: str, previous: str, host: str, port: int
+    ) -> str:
+        script = shared_password_script(wanted, roles, analytics_host=host, analytics_port=port)
+        self._psql(script.encode(), secrets=[wanted, previous])
+        return f"ALTER ROLE for the existing ones of {len(roles)} roles, through the db socket"
 
     def _psql(self, script: bytes, secrets: Sequence[str] = ()) -> None:
         """Run a psql script as supabase_admin over the db container's local socket.
@@ -393,8 +482,7 @@ class Engine:
         drops that, and the output is redacted of `secrets` and .env's values besides.
         """
         compose = self.deployment.compose
-        host = self.deployment.values().get("POSTGRES_HOST") or "db"
-        service = host if host in compose.service_names() else "db"
+        service = self._db_service()
         argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", ADMIN_ROLE, "-d", "_supabase"]
         script = b"\\set VERBOSITY terse\n" + script
         code, output = self.runtime.exec_in(compose, service, argv, stdin=script)
@@ -414,7 +502,7 @@ class Engine:
         write_atomic(self.deployment.env_path, current.replace(values).render())
         self.deployment = self.deployment.reload()
 
-    def _restart(self, plan: Plan) -> None:
+    def _restart(self, plan: Plan) -> str:
         recreate_in_order(
             self.runtime,
             self.deployment.compose,
@@ -422,6 +510,7 @@ class Engine:
             plan.services,
             announce=lambda services: self._emit(Note("recreating " + ", ".join(services))),
         )
+        return f"recreated and ready: {', '.join(plan.services)}" if plan.services else "none"
 
     def _verify(
         self,
@@ -442,27 +531,19 @@ class Engine:
             checks.append(
                 check_no_stragglers(self.deployment, self.runtime, changed, stale_is=refused_is)
             )
-        if plan.db_roles and PASSWORD_KEY in accepted:
+        roles = state.db_roles or list(plan.db_roles)
+        if roles and PASSWORD_KEY in accepted:
             old = refused.get(PASSWORD_KEY) if refused else None
             checks += check_db_passwords(
-                self._db_address(),
-                plan.db_roles,
-                accepted[PASSWORD_KEY],
-                old,
-                accepted_is=accepted_is,
+                self._db_address(), roles, accepted[PASSWORD_KEY], old, accepted_is=accepted_is
             )
-        if self.http_probes:
-            env = self.deployment.values()
-            probes = gateway_probes(
-                refused or {},
-                accepted,
-                dashboard_user=env.get("DASHBOARD_USERNAME", ""),
-                old_is=refused_is,
-            )
-            checks += [run_probe(gateway_url(env), probe) for probe in probes]
+        for probe in self._probes(
+            plan.env_keys, accepted=accepted, refused=refused, accepted_is=accepted_is
+        ):
+            checks.append(probe.run())
         for check in checks:
             self._emit(check)
-        failed = [c for c in checks if not c.ok]
+        failed = [c for c in checks if c.failed]
         if failed:
             raise VerificationFailed(
                 "verification failed: " + "; ".join(f"{c.name} ({c.evidence})" for c in failed),
@@ -470,32 +551,107 @@ class Engine:
             )
         return checks
 
-    def _database_holds(self, state: JournalState, plan: Plan) -> str:
-        """'new', 'old' or '' (neither, or no database in this rotation)."""
-        if not plan.db_roles or PASSWORD_KEY not in state.new:
+    def _probes(
+        self,
+        keys: Sequence[str],
+        *,
+        accepted: Mapping[str, str],
+        refused: Mapping[str, str] | None,
+        accepted_is: str,
+    ) -> list[Probe]:
+        env = self.deployment.values()
+        settings = self.probe_settings or ProbeSettings.for_deployment(env)
+        return probes_for(
+            keys,
+            accepted=accepted,
+            refused=refused,
+            env=env,
+            settings=settings,
+            accepted_is=accepted_is,
+        )
+
+    # ------------------------------------------------------------------ recovery
+
+    def _bring_back(self, plan: Plan) -> None:
+        """Make every planned service exist and run again, whatever a killed run left.
+
+        A process killed while compose recreated services can leave a service stopped,
+        missing, or half-made (compose's temporary `<id>_<name>` container); the
+        database among them, which recovery must ask. They are started from the current
+        .env, the database first; finishing or undoing then recreates them as planned.
+        """
+        compose = self.deployment.compose
+        db = self._db_service() if plan.db_roles or plan.resets_pooler_tenant else None
+        wanted = list(
+            dict.fromkeys([*([db] if db in compose.service_names() else []), *plan.services])
+        )
+        removed = self.runtime.remove_leftovers(compose, wanted)
+        if removed:
+            self._emit(Note("removed compose's half-made containers: " + ", ".join(removed)))
+        states = self.runtime.services(compose)
+        down = [s for s in wanted if s not in states or states[s].status != "running"]
+        env = self.deployment.values()
+        if db in down:
+            self._emit(Note(f"starting the database ({db}), found {_state_of(states, db)}"))
+            self.runtime.recreate(compose, env, [db])
+            down.remove(db)
+        if db is not None:
+            self._emit(Note("waiting for the database to accept logins"))
+            # Any answer to a login, accepted or refused, means the server is up; which
+            # password it takes is decided next.
+            wait_until_accepting(
+                self._db_address(),
+                ADMIN_ROLE,
+                env.get(PASSWORD_KEY) or "rotator-readiness-probe",
+                timeout_s=DB_READY_TIMEOUT_S,
+            )
+        if down:
+            found = ", ".join(f"{s} ({_state_of(states, s)})" for s in down)
+            self._emit(Note(f"starting services left down: {found}"))
+            self.runtime.recreate(compose, env, down)
+
+    def _database_holds(self, state: JournalState, plan: Plan, target: Mapping[str, str]) -> str:
+        """'new', 'old' or '' (no database in this rotation). When the database accepts
+        neither, its password is set to `target`'s through the db container's socket,
+        if `via_socket` or a person says so; else RecoveryNeeded says how."""
+        if not (state.db_roles or plan.db_roles) or PASSWORD_KEY not in state.new:
             return ""
         address = self._db_address()
         for label, values in (("new", state.new), ("old", state.old)):
             if accepts_password(address, ADMIN_ROLE, values[PASSWORD_KEY]):
                 return label
-        raise DatabaseRefused(
-            "the database accepts neither the old nor the new password for "
-            f"{ADMIN_ROLE}; reset it through the db container's local socket "
-            "(docker compose exec db psql -U supabase_admin), then run `rotator recover` again"
+        which = "new" if target is state.new else "old"
+        question = (
+            f"The database accepts neither the old nor the new password for {ADMIN_ROLE}. "
+            f"Set every shared role's password to the {which} one through the db "
+            "container's local socket (no password needed)?"
         )
+        self._emit(Note(question.split(". ")[0]))
+        if not (self.via_socket or (self.ask is not None and self.ask(question))):
+            raise RecoveryNeeded(
+                f"the database accepts neither the old nor the new password for {ADMIN_ROLE}; "
+                f"run `{recover_command(self.deployment.directory)} --via-socket` to set it "
+                "through the db container's local socket"
+            )
+        roles = state.db_roles or list(plan.db_roles)
+        env = self.deployment.values()
+        host, port = env.get("POSTGRES_HOST") or "db", int(env.get("POSTGRES_PORT") or "5432")
+        other = state.old if target is state.new else state.new
+        self._set_database_via_socket(roles, target[PASSWORD_KEY], other[PASSWORD_KEY], host, port)
+        self._audit(state, "socket_reset", f"shared password set to the {which} one via the socket")
+        return f"{which} (set through the socket)"
 
     # ------------------------------------------------------------------ helpers
 
     @contextmanager
-    def _step(
-        self, state: JournalState, step: Step, *, detail: str = "", persist: bool = True
-    ) -> Iterator[None]:
-        self._emit(StepStarted(step.value, detail))
+    def _step(self, state: JournalState, step: Step, *, persist: bool = True) -> Iterator[_Outcome]:
+        self._emit(StepStarted(step.value))
         if persist:
             self.journal.start(state, step)
         started = time.monotonic()
+        outcome = _Outcome()
         try:
-            yield
+            yield outcome
         except RotatorError as exc:
             self._emit(StepFailedEvent(step.value, str(exc)))
             if isinstance(exc, StepFailed) and not exc.step:
@@ -503,7 +659,42 @@ class Engine:
             raise
         if persist:
             self.journal.complete(state, step)
-        self._emit(StepFinished(step.value, detail, time.monotonic() - started))
+        self._emit(StepFinished(step.value, outcome.detail, time.monotonic() - started))
+
+    @contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        """Ctrl-C once the journal exists is a rotation left half-done: exit 3 and say
+        how to finish it. Before that, nothing changed and it stays an interrupt."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            if not self.journal.exists():
+                raise
+            state = self.journal.read()
+            if state is not None:
+                self._audit_safely(state, "needs_recovery", "interrupted")
+            raise RecoveryNeeded(
+                f"interrupted; the rotation was under way and its journal is kept: run "
+                f"`{recover_command(self.deployment.directory)}` to finish or undo it"
+            ) from None
+
+    def _evidence(self, state: JournalState) -> Evidence:
+        return Evidence(
+            secret=state.secret,
+            old=state.old,
+            new=state.new,
+            backup=state.backup,
+            env_path=self.deployment.env_path,
+        )
+
+    def _prune_backups(self) -> None:
+        try:
+            deleted = prune(self.deployment.state_dir, grace_s=self.backup_grace_s)
+        except OSError as exc:
+            self._emit(Note(f"could not prune old .env backups ({_os_error(exc)})"))
+            return
+        if deleted:
+            self._emit(Note(f"pruned {len(deleted)} older .env backup(s)"))
 
     def _tell_staged(self, state: JournalState) -> None:
         if self.on_staged is not None:
@@ -515,6 +706,10 @@ class Engine:
     def _db_address(self) -> DbAddress:
         return db_address(self.deployment, self.runtime)
 
+    def _db_service(self) -> str:
+        host = self.deployment.values().get("POSTGRES_HOST") or "db"
+        return host if host in self.deployment.compose.service_names() else "db"
+
     def _given(self, secret: Secret, given: Mapping[str, str] | None) -> Mapping[str, str] | None:
         if secret.source is Source.GIVEN and not given:
             raise InputError(
@@ -523,18 +718,32 @@ class Engine:
             )
         return given
 
-    def _apply_detail(self, plan: Plan) -> str:
-        if plan.db_roles:
-            return f"ALTER ROLE for {len(plan.db_roles)} roles in one transaction"
-        return "nothing to change outside .env"
-
-    def _restart_detail(self, plan: Plan) -> str:
-        return " → ".join(", ".join(level) for level in plan.restart_levels) or "no services"
-
     def _audit(self, state: JournalState, result: str, detail: str) -> None:
         self.audit.append(
             new_record(state.rotation_id, self.actor, "rotate", state.secret, result, detail)
         )
+
+    def _audit_safely(self, state: JournalState, result: str, detail: str) -> None:
+        """Audit on a way out that must not be masked by a second failure (a full disk)."""
+        try:
+            self._audit(state, result, detail)
+        except OSError:
+            self._emit(Note("could not write the audit record (disk?)"))
+
+
+def _describe_change(change: PasswordChange) -> str:
+    parts = [f"ALTER ROLE for {len(change.changed)} roles in one transaction"]
+    if change.missing:
+        parts.append("not in this database: " + ", ".join(change.missing))
+    parts.append("pooler tenant reset" if change.pooler_reset else "no pooler schema")
+    if change.analytics_updated:
+        parts.append(f"{change.analytics_updated} analytics backend URL(s) updated")
+    return "; ".join(parts)
+
+
+def _state_of(states: Mapping[str, object], service: str) -> str:
+    state = states.get(service)
+    return "missing" if state is None else str(getattr(state, "status", "?"))
 
 
 def _os_error(exc: OSError) -> str:

@@ -539,8 +539,9 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def backup(path: Path, backup_dir: Path) -> Path:
-    """Copy `path` to `backup_dir/<name>.<UTC timestamp>.bak` (file 0600, directory 0700)."""
+def backup(path: Path, backup_dir: Path, *, label: str = "") -> Path:
+    """Copy `path` to `backup_dir/<name>.<UTC timestamp>[.<label>].bak` (file 0600,
+    directory 0700). `label` names what made it (a rotation id)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -548,7 +549,10 @@ def backup(path: Path, backup_dir: Path) -> Path:
     backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(backup_dir, 0o700)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    fd, target = _create_exclusive(backup_dir, f"{path.name}.{stamp}")
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", label):
+        raise ValueError("a backup label holds letters, digits, '_' and '-' only")
+    suffix = f".{label}" if label else ""
+    fd, target = _create_exclusive(backup_dir, f"{path.name}.{stamp}{suffix}")
     with os.fdopen(fd, "wb") as out:
         out.write(data)
         out.flush()

@@ -106,7 +106,14 @@ class StepFailed(RotatorError):
 
 
 class DatabaseError(StepFailed):
-    pass
+    """The database could not be asked, or a statement failed. `retryable`: the server is
+    not accepting logins yet (starting up, refusing TCP), so waiting may help."""
+
+    def __init__(
+        self, message: str, *, step: str = "", service: str = "", retryable: bool = False
+    ) -> None:
+        super().__init__(message, step=step, service=service)
+        self.retryable = retryable
 
 
 class RuntimeFailure(StepFailed):

@@ -58,6 +58,9 @@ class JournalState:
     phase: Phase = Phase.FORWARD
     ready_services: list[str] = field(default_factory=list)
     """Services ready at preflight: the ones verification expects ready afterwards."""
+    db_roles: list[str] = field(default_factory=list)
+    """The roles apply changes: the plan's, plus supabase_read_only_user when preflight
+    found it shares the password. Empty in journals from before it existed: the plan's."""
     started_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 

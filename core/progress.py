@@ -39,11 +39,23 @@ class StepFailed:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One verification: `ok` with the evidence that shows it."""
+    """One verification: `ok` with the evidence that shows it.
+
+    `ok` is None when there was nothing to check (zero items): such a check is reported
+    as not applicable, never as passed, and does not fail a verification either.
+    """
 
     name: str
-    ok: bool
+    ok: bool | None
     evidence: str
+
+    @property
+    def mark(self) -> str:
+        return {True: "✓", False: "✗", None: "-"}[self.ok]  # "-": not applicable
+
+    @property
+    def failed(self) -> bool:
+        return self.ok is False
 
 
 @dataclass(frozen=True)
@@ -101,8 +113,8 @@ def format_event(event: Event) -> str:
             return f"  ✓ {step}" + (f": {detail}" if detail else "") + f" ({seconds:.1f}s)"
         case StepFailed(step, detail):
             return f"  ✗ {step}: {detail}"
-        case CheckResult(name, ok, evidence):
-            return f"    {'✓' if ok else '✗'} {name}: {evidence}"
+        case CheckResult(name, _, evidence):
+            return f"    {event.mark} {name}: {evidence}"
         case Note(text):
             return f"  ! {text}"
 

@@ -42,7 +42,7 @@ def format_result(result: RotationResult) -> str:
                 "    " + line for line in result.failed_logs.splitlines()
             )
     lines = [head, "Verification:"]
-    lines += [f"  {'✓' if c.ok else '✗'} {c.name}: {c.evidence}" for c in result.checks]
+    lines += [f"  {c.mark} {c.name}: {c.evidence}" for c in result.checks]
     if result.checklist:
         lines.append("Security checklist:")
         for item in result.checklist:

@@ -69,6 +69,11 @@ class Runtime(Protocol):
         """
         ...
 
+    def remove_leftovers(self, project: ComposeProject, services: Sequence[str]) -> list[str]:
+        """Remove containers a killed compose left half-made for these services (they are
+        never started under the service's name); returns their names."""
+        ...
+
     def container_env(self, project: ComposeProject, service: str) -> dict[str, str]:
         """The environment the service's running container was created with."""
         ...

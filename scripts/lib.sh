@@ -19,6 +19,7 @@ ensure_apt() {
     command -v dockerd >/dev/null || missing+=(docker.io)
     command -v docker-compose >/dev/null || missing+=(docker-compose)
     command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+    command -v localedef >/dev/null || missing+=(locales)   # a German-speaking test server
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
         apt-get update -qq
@@ -60,7 +61,8 @@ start_postgres() {
         log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
         install -d -o postgres "$STATE/pgsock" "$STATE/pglog"
         runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -l "$STATE/pglog/postgres.log" -w \
-            -o "-p $PG_PORT -k $STATE/pgsock -c listen_addresses=127.0.0.1" start >/dev/null
+            -o "-p $PG_PORT -k $STATE/pgsock -c listen_addresses=127.0.0.1 -c shared_preload_libraries=pg_stat_statements" \
+            start >/dev/null
     fi
     export ROTATOR_TEST_PG_HOST=127.0.0.1 ROTATOR_TEST_PG_PORT=$PG_PORT
     export ROTATOR_TEST_PG_USER=rotator_admin

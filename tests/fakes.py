@@ -64,6 +64,9 @@ class RecordingRuntime:
                     logs="fake: boom",
                 )
 
+    def remove_leftovers(self, project: ComposeProject, services: Sequence[str]) -> list[str]:
+        return []  # compose never runs here, so it leaves nothing half-made
+
     def container_env(self, project: ComposeProject, service: str) -> dict[str, str]:
         return dict(self.envs[service])
 

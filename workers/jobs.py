@@ -38,6 +38,7 @@ from slack_sdk import WebClient
 from core.deployment import Deployment
 from core.engine import Engine, Outcome, RotationResult
 from core.errors import InputError, RecoveryNeeded, RotatorError
+from core.probes import ProbeSettings
 from core.redact import secret_values
 from core.runtime import Runtime
 from workers import report
@@ -348,7 +349,7 @@ class _Job:
                 make_runtime(deployment),
                 progress,
                 actor=_actor(request),
-                http_probes=HTTP_PROBES,
+                probes=ProbeSettings.for_deployment(deployment.values(), gateway=HTTP_PROBES),
                 on_staged=self.redactor.add,
             )
             if recover:

@@ -19,6 +19,7 @@ Compose output and container logs are redacted before they leave this module.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import socket
 import struct
@@ -132,7 +133,7 @@ class DockerRuntime:
     # -- the Runtime protocol -------------------------------------------------------------
 
     def services(self, project: ComposeProject) -> dict[str, ServiceState]:
-        containers = self._containers(project)
+        containers = [c for c in self._containers(project) if not _is_leftover(c)]
         self._check_working_dir(project, containers)
         states: dict[str, ServiceState] = {}
         for container in sorted(containers, key=_name):
@@ -149,6 +150,7 @@ class DockerRuntime:
         if not services:
             return
         secrets = secret_values(env)
+        self.remove_leftovers(project, services)
         everything = self._containers(project)
         self._check_working_dir(project, everything)
         wanted = set(services)
@@ -179,6 +181,31 @@ class DockerRuntime:
     ) -> None:
         timeout = timeout_s or self.health_timeout_s
         self._wait_ready(project, services, secret_values(env), timeout, any_ready)
+
+    def remove_leftovers(self, project: ComposeProject, services: Sequence[str]) -> list[str]:
+        """Remove the containers compose left half-made when it was killed mid-recreate.
+
+        Compose v2 recreates a service by creating the new container as
+        `<old id[:12]>_<name>`, removing the old one, then renaming the new one. Killed in
+        between, the service is left with only that temporary container, never started.
+        Compose does not adopt it under the real name, so it is removed and the service
+        created afresh.
+        """
+        removed = []
+        for container in self._containers(project, services):
+            if _is_leftover(container):
+                try:
+                    container.remove(force=True)
+                except docker.errors.NotFound:
+                    continue
+                except docker.errors.DockerException as exc:
+                    raise RuntimeFailure(
+                        f"cannot remove compose's leftover container {_name(container)}: "
+                        f"{type(exc).__name__}",
+                        service=container.labels.get(_LABEL_SERVICE, ""),
+                    ) from exc
+                removed.append(_name(container))
+        return removed
 
     def container_env(self, project: ComposeProject, service: str) -> dict[str, str]:
         return _env_of(self._container(project, service))
@@ -326,7 +353,8 @@ class DockerRuntime:
         while True:
             found: dict[str, list[Container]] = {s: [] for s in pending}
             for container in self._containers(project, pending):
-                found[container.labels[_LABEL_SERVICE]].append(container)
+                if not _is_leftover(container):
+                    found[container.labels[_LABEL_SERVICE]].append(container)
             still: list[str] = []
             now = time.monotonic()
             for service in pending:
@@ -445,6 +473,15 @@ def _directory(project: ComposeProject) -> Path:
 
 def _name(container: Container) -> str:
     return container.name or str(container.id)
+
+
+_LEFTOVER_NAME = re.compile(r"^[0-9a-f]{12}_")
+
+
+def _is_leftover(container: Container) -> bool:
+    """A container compose created under a temporary name and never started (see
+    DockerRuntime.remove_leftovers). A running one is left alone: it is serving."""
+    return bool(_LEFTOVER_NAME.match(_name(container))) and container.status != "running"
 
 
 def _health(container: Container) -> str:

@@ -18,42 +18,46 @@ Usage::
         address, "supabase_admin", current, new, SHARED_PASSWORD_ROLES,
         analytics_host="db", analytics_port=5432,
     )
-    probe = role_passwords_match(
-        address, SHARED_PASSWORD_ROLES, new,
-        admin_role="supabase_admin", admin_password=new,
-    )
+    evidence = password_evidence(
+        address, SHARED_PASSWORD_ROLES, new, admin_role="supabase_admin", admin_password=new
+    )  # {"anon": RoleEvidence("anon", True, "stored verifier"), ...}
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
-import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import select
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import quote
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
+from psycopg.conninfo import make_conninfo
 
 from core.errors import DatabaseError, DatabaseRefused
 from core.roles import SHARED_PASSWORD_ROLES
-from core.scram import scram_sha256_verifier
+from core.scram import scram_sha256_verifier, verifier_matches
 
 __all__ = [
     "SHARED_PASSWORD_ROLES",
     "DbAddress",
     "PasswordChange",
-    "RolePasswordCheck",
+    "RoleEvidence",
     "accepts_password",
     "change_shared_password",
     "connect_as",
     "map_psycopg_errors",
+    "password_evidence",
     "reset_pooler_tenant",
-    "role_passwords_match",
     "shared_password_script",
+    "wait_until_accepting",
 ]
 
 SUPABASE_METADATA_DB = "_supabase"
@@ -62,8 +66,6 @@ SUPABASE_METADATA_DB = "_supabase"
 POOLER_SCHEMA = "_supavisor"
 SUPABASE_ADMIN = "supabase_admin"
 """Owner of the recreated pooler schema, and the user in the analytics backend URL."""
-
-AUTH_SQLSTATES = frozenset({"28P01", "28000"})
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -95,52 +97,59 @@ class PasswordChange:
     """Rows of `_analytics.source_backends` whose `config.url` was rewritten."""
 
 
-class RolePasswordCheck(dict[str, bool]):
-    """Role -> whether it accepts the password, for every role that could be probed.
-
-    `not_probed` maps each other role to the reason: a role without LOGIN cannot be
-    probed by logging in, and a missing role has no password at all.
-    """
-
-    def __init__(self, results: Mapping[str, bool], not_probed: Mapping[str, str]) -> None:
-        super().__init__(results)
-        self.not_probed: dict[str, str] = dict(not_probed)
-
-    def __repr__(self) -> str:
-        return f"RolePasswordCheck({dict(self)!r}, not_probed={self.not_probed!r})"
-
-
 # --- errors ---------------------------------------------------------------------------------
 
 _NOT_PERMITTED = "role may not log in"
 
-# libpq reports failed logins as text only (psycopg gives `sqlstate=None`), so the
-# SQLSTATE is recovered from the server's English message.
-_LOGIN_FAILURES: tuple[tuple[re.Pattern[str], str, str], ...] = (
-    (re.compile(r"password authentication failed"), "28P01", "password refused"),
-    (re.compile(r"is not permitted to log in"), "28000", _NOT_PERMITTED),
-    (re.compile(r"pg_hba\.conf"), "28000", "rejected by pg_hba.conf"),
-    (re.compile(r'role "[^"]*" does not exist'), "28000", "role does not exist"),
-    (re.compile(r'database "[^"]*" does not exist'), "3D000", "database does not exist"),
-    (re.compile(r"too many (clients|connections)"), "53300", "too many connections"),
-    (re.compile(r"starting up|shutting down|in recovery mode"), "57P03", "server not ready"),
-    (re.compile(r"Connection refused"), "", "connection refused"),
-    (re.compile(r"timeout expired"), "", "timed out"),
-    (re.compile(r"could not translate host name"), "", "unknown host"),
-    (re.compile(r"No route to host|Network is unreachable"), "", "host unreachable"),
+# A failed login has no result, so psycopg gives no SQLSTATE (`exc.sqlstate` is None) and
+# the server's message is in its own language (lc_messages). `_connect` asks libpq for
+# verbose errors, which put the SQLSTATE in front of the message: that code is what
+# classifies a refusal, whatever the server's language.
+_SQLSTATE_REASONS: dict[str, str] = {
+    "28P01": "password refused",
+    "28000": "login rejected",
+    "3D000": "database does not exist",
+    "53300": "too many connections",
+    "57P03": "server not ready",
+    "57P01": "server shutting down",
+}
+_VERBOSE_SQLSTATE = re.compile(r":  (?=[A-Z]*[0-9])([0-9A-Z]{5}): ")
+"""libpq's verbose form: "<severity>:  <SQLSTATE>: <message>" (every SQLSTATE has a digit)."""
+_NOLOGIN_HINT = re.compile(r"is not permitted to log in")
+
+# Failures libpq finds on this side carry no SQLSTATE; their text is libpq's own (English in
+# the bundled library), not the server's.
+_CLIENT_FAILURES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"Connection refused"), "connection refused"),
+    (re.compile(r"timeout expired|timed out"), "timed out"),
+    (re.compile(r"could not translate host name"), "unknown host"),
+    (re.compile(r"No route to host|Network is unreachable"), "host unreachable"),
+    (re.compile(r"server closed the connection unexpectedly"), "connection closed by the server"),
 )
 
 
 @dataclass(frozen=True)
 class _LoginFailure:
-    """A failed login, classified. Holds no text from psycopg."""
+    """A failed login, classified. Holds no text from the server or libpq."""
 
     sqlstate: str
     reason: str
-    exc_type: str
+
+    @property
+    def refused(self) -> bool:
+        """The server answered and refused these credentials (SQLSTATE class 28)."""
+        return self.sqlstate.startswith("28")
+
+    @property
+    def not_ready(self) -> bool:
+        """The server is not accepting logins yet (or any more): worth waiting for."""
+        return self.sqlstate in ("57P03", "57P01") or self.reason in (
+            "connection refused",
+            "connection closed by the server",
+        )
 
     def error(self, address: DbAddress, role: str, dbname: str) -> DatabaseRefused | DatabaseError:
-        if self.sqlstate in AUTH_SQLSTATES:
+        if self.refused:
             verb = "password" if self.sqlstate == "28P01" else "login"
             return DatabaseRefused(
                 f'the database refuses the {verb} for role "{role}" at {address}'
@@ -148,19 +157,21 @@ class _LoginFailure:
             )
         state = f", SQLSTATE {self.sqlstate}" if self.sqlstate else ""
         return DatabaseError(
-            f'cannot connect to {address} as role "{role}", database "{dbname}": {self.reason}'
-            f" ({self.exc_type}{state})"
+            f'cannot connect to {address} as role "{role}", database "{dbname}": '
+            f"{self.reason}{state}",
+            retryable=self.not_ready,
         )
 
 
-def _classify(exc: psycopg.Error) -> _LoginFailure:
-    text = str(exc)
-    sqlstate, reason = exc.sqlstate or "", "connection failed"
-    for pattern, state, what in _LOGIN_FAILURES:
-        if pattern.search(text):
-            sqlstate, reason = state or sqlstate, what
-            break
-    return _LoginFailure(sqlstate, reason, type(exc).__name__)
+def _classify(message: str) -> _LoginFailure:
+    found = _VERBOSE_SQLSTATE.search(message)
+    if found:
+        sqlstate = found.group(1)
+        return _LoginFailure(sqlstate, _SQLSTATE_REASONS.get(sqlstate, "refused by the server"))
+    for pattern, reason in _CLIENT_FAILURES:
+        if pattern.search(message):
+            return _LoginFailure("", reason)
+    return _LoginFailure("", "connection failed")
 
 
 @contextmanager
@@ -200,23 +211,92 @@ def _detached(fn: Callable[_P, _R]) -> Callable[_P, _R]:
 # --- logins -------------------------------------------------------------------------------
 
 
+@functools.cache
+def _set_error_verbosity() -> Callable[[int], None] | None:
+    """libpq's PQsetErrorVerbosity for the libpq psycopg loaded, or None where it cannot be
+    found (then failed logins are classified from libpq's client-side messages only).
+
+    psycopg does not wrap it; the library is found in this process's memory map, so it is
+    the very copy psycopg uses (bundled with psycopg[binary], or the system's).
+    """
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    paths = sorted({line.split()[-1] for line in maps.splitlines() if "/libpq" in line})
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+            function = lib.PQsetErrorVerbosity
+        except (OSError, AttributeError):
+            continue
+        function.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        function.restype = ctypes.c_int
+        return lambda pointer: function(pointer, _PQERRORS_VERBOSE) and None
+    return None
+
+
+_PQERRORS_VERBOSE = 2
+
+
+def _connect(conninfo: str, timeout_s: float) -> Connection | _LoginFailure:
+    """Connect with libpq's verbose errors, polling to a deadline (libpq's connect_timeout
+    applies only to blocking connects)."""
+    pgconn = pq.PGconn.connect_start(conninfo.encode())
+    connected = False
+    try:
+        setter = _set_error_verbosity()
+        pointer = getattr(pgconn, "pgconn_ptr", None)  # both psycopg implementations have it
+        if setter is not None and pointer is not None:
+            setter(pointer)
+        if pgconn.status == pq.ConnStatus.BAD:
+            return _classify(pgconn.get_error_message())
+        deadline = time.monotonic() + timeout_s
+        status = pq.PollingStatus.WRITING
+        while status not in (pq.PollingStatus.OK, pq.PollingStatus.FAILED):
+            remaining = deadline - time.monotonic()
+            want_read = status is pq.PollingStatus.READING
+            ready = remaining > 0 and select.select(
+                [pgconn.socket] if want_read else [],
+                [] if want_read else [pgconn.socket],
+                [],
+                remaining,
+            ) != ([], [], [])
+            if not ready:
+                return _LoginFailure("", "timed out")
+            status = pq.PollingStatus(pgconn.connect_poll())
+        if status is pq.PollingStatus.FAILED:
+            return _classify(pgconn.get_error_message())
+        conn: Connection = psycopg.Connection(pgconn)
+        connected = True
+    finally:
+        if not connected:
+            pgconn.finish()
+    conn.autocommit = True
+    return conn
+
+
 def _login(
     address: DbAddress, role: str, password: str, dbname: str, timeout_s: float
 ) -> Connection | _LoginFailure:
+    # client_encoding: on a SQL_ASCII database psycopg would otherwise return names as
+    # bytes, and every role would look missing.
+    conninfo = make_conninfo(
+        host=address.host,
+        port=address.port,
+        dbname=dbname,
+        user=role,
+        password=password,
+        application_name="rotator",
+        client_encoding="UTF8",
+    )
     try:
-        return psycopg.connect(
-            host=address.host,
-            port=address.port,
-            dbname=dbname,
-            user=role,
-            password=password,
-            connect_timeout=max(2, math.ceil(timeout_s)),
-            application_name="rotator",
-            autocommit=True,
-        )
+        return _connect(conninfo, timeout_s)
     except psycopg.Error as exc:
-        # Returned, not raised: exc (and exc.pgconn, which holds the password) dies here.
-        return _classify(exc)
+        # Raised, not returned: exc (and exc.pgconn, which holds the password) dies here.
+        return _classify(str(exc))
+    except OSError as exc:
+        return _LoginFailure("", f"connection failed ({type(exc).__name__})")
 
 
 def connect_as(
@@ -231,8 +311,9 @@ def connect_as(
     with `conn.transaction()`. Close it (or use it as a context manager).
 
     Raises:
-        DatabaseRefused: the server refused the login (SQLSTATE 28P01 or 28000).
-        DatabaseError: anything else (unreachable, timeout, no such database).
+        DatabaseRefused: the server refused the login (SQLSTATE class 28).
+        DatabaseError: anything else (unreachable, timeout, no such database, starting
+            up); `retryable` is set when waiting may help.
         ValueError: an empty password (libpq would fall back to PGPASSWORD or .pgpass).
     """
     if not password:
@@ -244,92 +325,113 @@ def connect_as(
     return result
 
 
-def _probe(address: DbAddress, role: str, password: str) -> bool | None:
-    """True: logged in. False: refused. None: the password is right but the role has
-    NOLOGIN (PostgreSQL checks the password first). Other failures raise DatabaseError."""
+def accepts_password(address: DbAddress, role: str, password: str) -> bool:
+    """Whether `role` can log in with `password` over TCP.
+
+    Raises `DatabaseError` when the answer is unknown (server unreachable, starting up...).
+    """
+    if not password:
+        return False
     result = _login(address, role, password, address.dbname, 5)
     if not isinstance(result, _LoginFailure):
         result.close()
         return True
-    if result.reason == _NOT_PERMITTED:
-        return None
-    if result.sqlstate in AUTH_SQLSTATES:
+    if result.refused:
         return False
     raise result.error(address, role, address.dbname)
 
 
-def accepts_password(address: DbAddress, role: str, password: str) -> bool:
-    """Whether `role` can log in with `password` over TCP.
+def wait_until_accepting(address: DbAddress, role: str, password: str, *, timeout_s: float) -> None:
+    """Wait while the server is not accepting logins yet (starting up, refusing TCP).
 
-    Raises `DatabaseError` when the answer is unknown (server unreachable, ...).
+    Returns once a login gets an answer from the server, accepted or refused; raises the
+    last DatabaseError when `timeout_s` passes first, or at once for other failures.
     """
-    return bool(password) and _probe(address, role, password) is True
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            accepts_password(address, role, password)
+            return
+        except DatabaseError as exc:
+            if not exc.retryable or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.5)
+
+
+@dataclass(frozen=True)
+class RoleEvidence:
+    """Whether one role takes a password, and how that was found out."""
+
+    role: str
+    accepts: bool | None
+    """None: it could not be told (the role is missing, or cannot log in and its stored
+    verifier is unreadable)."""
+    how: str
+    """"login", "stored verifier", or why it could not be told."""
 
 
 @_detached
-def role_passwords_match(
+def password_evidence(
     address: DbAddress,
     roles: Sequence[str],
     password: str,
     *,
     admin_role: str = SUPABASE_ADMIN,
-    admin_password: str | None = None,
-) -> RolePasswordCheck:
-    """Probe each role in `roles` that can log in with `password`, one login each.
+    admin_password: str,
+) -> dict[str, RoleEvidence]:
+    """For each of `roles`: does it take `password`?
 
-    An admin connection first reads `pg_roles`: roles without LOGIN (in real Supabase
-    `anon`, `authenticated`, `service_role`) and missing roles are not probed and are
-    listed in `not_probed` with the reason.
-
-    Without `admin_password` the admin login is tried with `password` (after a rotation
-    supabase_admin shares it). When that is refused, as when checking that an old
-    password is dead, the roles are probed blind: a missing role reads False, and a
-    NOLOGIN role is reported as not probed only if the password is right.
+    The admin login (which must work) reads the catalogue first. Roles that can log in
+    are asked by logging in; roles that cannot (anon, authenticated, service_role in real
+    Supabase) by checking `password` against the verifier stored in pg_authid, which a
+    superuser can read. A missing role takes no password at all: `accepts` is None, and
+    callers must not count it as either answer.
 
     Raises:
-        DatabaseRefused: an explicit `admin_password` is refused.
+        DatabaseRefused: the admin login is refused.
         DatabaseError: the server cannot be asked.
     """
     wanted = list(dict.fromkeys(roles))
-    can_login = _login_roles(address, wanted, admin_role, admin_password, password)
-    results: dict[str, bool] = {}
-    not_probed: dict[str, str] = {}
+    catalogue = _role_catalogue(address, wanted, admin_role, admin_password)
+    evidence: dict[str, RoleEvidence] = {}
     for role in wanted:
-        if can_login is not None and role not in can_login:
-            not_probed[role] = "role does not exist"
+        if role not in catalogue:
+            evidence[role] = RoleEvidence(role, None, "role does not exist")
             continue
-        if can_login is not None and not can_login[role]:
-            not_probed[role] = "role cannot log in (NOLOGIN)"
-            continue
-        accepted = _probe(address, role, password) if password else False
-        if accepted is None:
-            not_probed[role] = "role cannot log in (NOLOGIN)"
+        can_login, stored = catalogue[role]
+        if can_login:
+            evidence[role] = RoleEvidence(role, accepts_password(address, role, password), "login")
+        elif stored is not None:
+            matches = verifier_matches(password, stored, role)
+            evidence[role] = RoleEvidence(role, matches, "stored verifier")
         else:
-            results[role] = accepted
-    return RolePasswordCheck(results, not_probed)
+            evidence[role] = RoleEvidence(
+                role, None, "cannot log in (NOLOGIN) and its stored verifier is unreadable"
+            )
+    return evidence
 
 
-def _login_roles(
-    address: DbAddress,
-    roles: list[str],
-    admin_role: str,
-    admin_password: str | None,
-    password: str,
-) -> dict[str, bool] | None:
-    """`rolcanlogin` of each existing role, or None when no admin login is possible."""
-    try:
-        conn = connect_as(address, admin_role, admin_password or password)
-    except DatabaseRefused:
-        if admin_password is not None:
-            raise
-        return None
-    except ValueError:
-        return None
-    with conn, map_psycopg_errors("reading pg_roles", address):
+def _role_catalogue(
+    address: DbAddress, roles: list[str], admin_role: str, admin_password: str
+) -> dict[str, tuple[bool, str | None]]:
+    """role -> (can it log in, its stored password verifier or None if unreadable/none)."""
+    with (
+        connect_as(address, admin_role, admin_password) as conn,
+        map_psycopg_errors("reading the role catalogue", address),
+    ):
+        superuser = conn.execute("SELECT current_setting('is_superuser') = 'on'").fetchone()
+        if superuser and superuser[0]:
+            rows = conn.execute(
+                "SELECT rolname, rolcanlogin, rolpassword FROM pg_catalog.pg_authid"
+                " WHERE rolname = ANY(%s)",
+                [roles],
+            ).fetchall()
+            return {name: (bool(login), stored) for name, login, stored in rows}
         rows = conn.execute(
-            "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = ANY(%s)", [roles]
+            "SELECT rolname, rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = ANY(%s)",
+            [roles],
         ).fetchall()
-    return {name: bool(login) for name, login in rows}
+        return {name: (bool(login), None) for name, login in rows}
 
 
 # --- the shared password --------------------------------------------------------------------
@@ -368,7 +470,7 @@ def change_shared_password(
     try:
         with map_psycopg_errors(f'looking for database "{SUPABASE_METADATA_DB}"', address):
             found = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", [SUPABASE_METADATA_DB]
+                "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", [SUPABASE_METADATA_DB]
             ).fetchone()
         target = SUPABASE_METADATA_DB if found else address.dbname
         if target != address.dbname:
@@ -393,7 +495,7 @@ def _reset_pooler_schema(run: _Run) -> bool:
     tenant from the environment on its next start. False when there is no such schema."""
     found = run(
         f"looking for schema {POOLER_SCHEMA}",
-        "SELECT 1 FROM pg_namespace WHERE nspname = %s",
+        "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s",
         [POOLER_SCHEMA],
     ).fetchone()
     if not found:
@@ -418,7 +520,7 @@ def reset_pooler_tenant(
     try:
         with map_psycopg_errors(f'looking for database "{SUPABASE_METADATA_DB}"', address):
             found = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", [SUPABASE_METADATA_DB]
+                "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", [SUPABASE_METADATA_DB]
             ).fetchone()
         if found and address.dbname != SUPABASE_METADATA_DB:
             conn.close()
@@ -469,11 +571,28 @@ def _change_in_transaction(
     existing = {
         name
         for (name,) in run(
-            "reading pg_roles", "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [wanted]
+            "reading pg_roles",
+            "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY(%s)",
+            [wanted],
         ).fetchall()
     }
     changed = tuple(role for role in wanted if role in existing)
     missing = tuple(role for role in wanted if role not in existing)
+    # The catalogue must show the role this session runs as: if it does not, names are not
+    # being read right (the wrong database, an encoding surprise), and going on would
+    # change nothing while reporting success.
+    row = run("reading current_user", "SELECT current_user::text").fetchone()
+    me = row[0] if row else None
+    if not isinstance(me, str) or (me in wanted and me not in existing):
+        raise DatabaseError(
+            f'pg_roles does not list role "{me}", which this session is logged in as: the '
+            "catalogue cannot be read reliably here; nothing was changed"
+        )
+    if not changed:
+        raise DatabaseError(
+            f"none of the {len(wanted)} roles that share the password exists in this "
+            "database; nothing was changed"
+        )
 
     for role in changed:
         verifier = conn.pgconn.encrypt_password(new.encode(), role.encode(), b"scram-sha-256")
@@ -523,39 +642,57 @@ def shared_password_script(
     """The shared-password change as one psql script, for the db container's local socket.
 
     Used when the database already refuses the password in `.env`, the case upstream's
-    db-passwd.sh handles with `docker compose exec db psql`. Roles get SCRAM verifiers;
-    only the analytics URL holds the plaintext, and the script turns statement logging
-    off first. It travels on psql's stdin, never in argv.
+    db-passwd.sh handles with `docker compose exec db psql`. Roles get SCRAM verifiers.
+    The one value that holds the plaintext, the analytics backend URL, is not statement
+    text: it travels as COPY data into a temporary table, so neither pg_stat_statements
+    nor a server log of statements ever holds it. The script travels on psql's stdin,
+    never in argv. It fails (and changes nothing) when none of the roles exists.
     """
-    # Every interpolated piece is a validated role name, a constant, a verifier
-    # (base64 and `$:`) or a literal quoted by _sql_literal: no injection path.
+    # Every interpolated piece is a validated role name, a constant or a verifier
+    # (base64 and `$:`) quoted by _sql_literal: no injection path.
     pooler, owner = POOLER_SCHEMA, SUPABASE_ADMIN
-    url = _sql_literal(analytics_backend_url(new, analytics_host, analytics_port))
+    wanted = list(dict.fromkeys(roles))
+    for role in wanted:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", role):
+            raise ValueError(f"unexpected role name {role!r}")
+    names = ", ".join(_sql_literal(role) for role in wanted)
     lines = [
         "\\set ON_ERROR_STOP on",
         "SET log_statement = 'none';",
         "SET log_min_error_statement = 'panic';",
         "BEGIN;",
+        "DO $r$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles "  # noqa: S608
+        f"WHERE rolname IN ({names})) THEN RAISE EXCEPTION "
+        "'none of the roles that share the password exists'; END IF; END $r$;",
     ]
-    for role in dict.fromkeys(roles):
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*", role):
-            raise ValueError(f"unexpected role name {role!r}")
+    for role in wanted:
         verifier = _sql_literal(scram_sha256_verifier(new))
         lines.append(
-            f"DO $r$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') "  # noqa: S608
-            f'THEN ALTER ROLE "{role}" PASSWORD {verifier}; END IF; END $r$;'
+            "DO $r$ BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles "  # noqa: S608
+            f"WHERE rolname = '{role}') THEN "
+            f'ALTER ROLE "{role}" PASSWORD {verifier}; END IF; END $r$;'
         )
     lines += [
-        f"DO $r$ BEGIN IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = '{pooler}') "  # noqa: S608
-        f"THEN DROP SCHEMA {pooler} CASCADE; CREATE SCHEMA {pooler}; "
-        f"ALTER SCHEMA {pooler} OWNER TO {owner}; END IF; END $r$;",
-        "DO $r$ BEGIN IF to_regclass('_analytics.source_backends') IS NOT NULL THEN "  # noqa: S608
-        f"UPDATE _analytics.source_backends SET config = jsonb_set(config, '{{url}}', "
-        f"to_jsonb({url}::text), false) WHERE type = 'postgres' AND config ? 'url'; "
-        "END IF; END $r$;",
+        "DO $r$ BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace "  # noqa: S608
+        f"WHERE nspname = '{pooler}') THEN DROP SCHEMA {pooler} CASCADE; "
+        f"CREATE SCHEMA {pooler}; ALTER SCHEMA {pooler} OWNER TO {owner}; END IF; END $r$;",
+        "CREATE TEMP TABLE rotator_backend_url (url text) ON COMMIT DROP;",
+        "COPY rotator_backend_url FROM STDIN;",
+        _copy_text(analytics_backend_url(new, analytics_host, analytics_port)),
+        "\\.",
+        "DO $r$ BEGIN IF to_regclass('_analytics.source_backends') IS NOT NULL THEN "
+        "UPDATE _analytics.source_backends SET config = jsonb_set(config, '{url}', "
+        "to_jsonb((SELECT url FROM rotator_backend_url)), false) "
+        "WHERE type = 'postgres' AND config ? 'url'; END IF; END $r$;",
         "COMMIT;",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _copy_text(value: str) -> str:
+    """One field of COPY's text format: backslash, tab, newline and CR escaped."""
+    escapes = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+    return "".join(escapes.get(char, char) for char in value)
 
 
 def _sql_literal(text: str) -> str:

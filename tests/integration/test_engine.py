@@ -16,12 +16,17 @@ from core.deployment import Deployment
 from core.engine import Engine, Outcome
 from core.envfile import EnvFile
 from core.errors import DatabaseRefused, InputError, RotationInProgress
+from core.probes import ProbeSettings
 from core.progress import Event, RecordingProgress, StepFinished
 from tests.fakes import RecordingRuntime, make_mini_deployment
 
 pytestmark = pytest.mark.postgres
 
 LOGIN_ROLES = ("postgres", "supabase_admin", "authenticator", "supabase_auth_admin")
+
+
+NO_PROBES = ProbeSettings(gateway_url=None, pooler_address=None)
+"""The mini deployment has a database and containers, no gateway or pooler to probe."""
 
 
 @dataclass
@@ -38,7 +43,7 @@ class Setup:
             self.runtime,
             self.progress,
             actor="test-operator",
-            http_probes=False,
+            probes=NO_PROBES,
             **kwargs,
         )
 

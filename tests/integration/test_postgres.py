@@ -12,18 +12,22 @@ import socket
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 import pytest
 from psycopg import sql
 
+from core.adapters import postgres as postgres_adapter
 from core.adapters.postgres import (
     SHARED_PASSWORD_ROLES,
     DbAddress,
     PasswordChange,
+    RoleEvidence,
     accepts_password,
     change_shared_password,
     connect_as,
-    role_passwords_match,
+    password_evidence,
+    wait_until_accepting,
 )
 from core.errors import DatabaseError, DatabaseRefused
 from tests.integration.conftest import SupabaseDb
@@ -324,63 +328,117 @@ def test_a_missing_database_is_a_database_error(supabase_db: SupabaseDb) -> None
     assert "3D000" in str(failed.value)
 
 
-def test_role_probe_skips_roles_that_cannot_log_in(supabase_db: SupabaseDb) -> None:
-    with supabase_db.admin_connect() as admin:
-        for role in NOLOGIN_IN_REAL_SUPABASE:
-            admin.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role)))
-    roles = (*SHARED_PASSWORD_ROLES, "no_such_role")
-    admin_creds = {"admin_role": "supabase_admin", "admin_password": supabase_db.password}
-
-    right = role_passwords_match(supabase_db.address, roles, supabase_db.password, **admin_creds)
-    wrong = role_passwords_match(supabase_db.address, roles, secrets.token_hex(16), **admin_creds)
-
-    probed = set(SHARED_PASSWORD_ROLES) - set(NOLOGIN_IN_REAL_SUPABASE)
-    assert right == dict.fromkeys(probed, True)
-    assert wrong == dict.fromkeys(probed, False)
-    assert set(right.not_probed) == {*NOLOGIN_IN_REAL_SUPABASE, "no_such_role"}
-    assert "NOLOGIN" in right.not_probed["anon"]
-    assert right.not_probed["no_such_role"] == "role does not exist"
-
-
-def test_role_probe_needs_a_working_admin_login(supabase_db: SupabaseDb) -> None:
-    with pytest.raises(DatabaseRefused):
-        role_passwords_match(
-            supabase_db.address,
-            SHARED_PASSWORD_ROLES,
-            supabase_db.password,
-            admin_role="supabase_admin",
-            admin_password=secrets.token_hex(16),
-        )
-
-
-def test_role_probe_without_admin_credentials_uses_the_probed_password(
+def test_evidence_logs_in_where_it_can_and_reads_verifiers_where_it_cannot(
     supabase_db: SupabaseDb,
 ) -> None:
     with supabase_db.admin_connect() as admin:
         for role in NOLOGIN_IN_REAL_SUPABASE:
             admin.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role)))
-    new = secrets.token_hex(16)
-    _change(supabase_db, new)
+    roles = (*SHARED_PASSWORD_ROLES, "no_such_role")
 
-    accepted = role_passwords_match(supabase_db.address, SHARED_PASSWORD_ROLES, new)
-    # supabase_admin refuses the old password, so these logins are probed blind.
-    old = role_passwords_match(supabase_db.address, SHARED_PASSWORD_ROLES, supabase_db.password)
-
-    probed = set(SHARED_PASSWORD_ROLES) - set(NOLOGIN_IN_REAL_SUPABASE)
-    assert accepted == dict.fromkeys(probed, True)
-    assert set(accepted.not_probed) == set(NOLOGIN_IN_REAL_SUPABASE)
-    assert old == dict.fromkeys(SHARED_PASSWORD_ROLES, False)
-    assert old.not_probed == {}
-
-
-def test_a_blind_probe_spots_nologin_roles_by_their_refusal(supabase_db: SupabaseDb) -> None:
-    with supabase_db.admin_connect() as admin:
-        admin.execute("ALTER ROLE anon NOLOGIN")
-        admin.execute("ALTER ROLE supabase_admin PASSWORD NULL")  # no admin login possible
-
-    check = role_passwords_match(
-        supabase_db.address, ("anon", "authenticator"), supabase_db.password
+    right = password_evidence(
+        supabase_db.address, roles, supabase_db.password, admin_password=supabase_db.password
+    )
+    wrong = password_evidence(
+        supabase_db.address, roles, secrets.token_hex(16), admin_password=supabase_db.password
     )
 
-    assert check == {"authenticator": True}
-    assert check.not_probed == {"anon": "role cannot log in (NOLOGIN)"}
+    for role in SHARED_PASSWORD_ROLES:
+        how = "stored verifier" if role in NOLOGIN_IN_REAL_SUPABASE else "login"
+        assert right[role] == RoleEvidence(role, True, how)
+        assert wrong[role] == RoleEvidence(role, False, how)
+    assert right["no_such_role"] == RoleEvidence("no_such_role", None, "role does not exist")
+
+
+def test_evidence_needs_a_working_admin_login(supabase_db: SupabaseDb) -> None:
+    with pytest.raises(DatabaseRefused):
+        password_evidence(
+            supabase_db.address,
+            SHARED_PASSWORD_ROLES,
+            supabase_db.password,
+            admin_password=secrets.token_hex(16),
+        )
+
+
+def test_without_superuser_a_nologin_role_is_named_not_guessed(supabase_db: SupabaseDb) -> None:
+    with supabase_db.admin_connect() as admin:
+        admin.execute("ALTER ROLE anon NOLOGIN")
+    # postgres is no superuser here, as in current Supabase images: pg_authid is closed.
+    evidence = password_evidence(
+        supabase_db.address,
+        ("anon", "authenticator"),
+        supabase_db.password,
+        admin_role="postgres",
+        admin_password=supabase_db.password,
+    )
+
+    assert evidence["authenticator"].accepts is True
+    assert evidence["anon"].accepts is None
+    assert "unreadable" in evidence["anon"].how
+
+
+def test_a_sql_ascii_database_reads_role_names_as_text(supabase_db: SupabaseDb) -> None:
+    """psycopg returns names as bytes on SQL_ASCII unless the client encoding is set: then
+    every role looked missing and the change reported success for none."""
+    with supabase_db.admin_connect() as admin:
+        admin.execute("DROP DATABASE _supabase WITH (FORCE)")
+        admin.execute(
+            "CREATE DATABASE _supabase OWNER supabase_admin ENCODING 'SQL_ASCII'"
+            " TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"
+        )
+    new = secrets.token_hex(16)
+
+    change = _change(supabase_db, new)
+
+    assert change.changed == SHARED_PASSWORD_ROLES
+    assert all(_roles_on_password(supabase_db, new).values())
+
+
+def test_names_read_as_anything_but_text_stop_the_change(
+    supabase_db: SupabaseDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard behind the SQL_ASCII fix: with names read as bytes (the fix undone), the
+    role this session runs as is not found, and nothing changes."""
+    with supabase_db.admin_connect() as admin:
+        admin.execute("DROP DATABASE _supabase WITH (FORCE)")
+        admin.execute(
+            "CREATE DATABASE _supabase OWNER supabase_admin ENCODING 'SQL_ASCII'"
+            " TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"
+        )
+    real = postgres_adapter.make_conninfo
+
+    def without_client_encoding(*args: Any, **kwargs: Any) -> str:
+        kwargs.pop("client_encoding", None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(postgres_adapter, "make_conninfo", without_client_encoding)
+
+    with pytest.raises(DatabaseError, match="nothing was changed"):
+        _change(supabase_db, secrets.token_hex(16))
+
+    monkeypatch.undo()
+    assert all(_roles_on_password(supabase_db, supabase_db.password).values())
+
+
+def test_a_change_that_finds_none_of_the_roles_fails(supabase_db: SupabaseDb) -> None:
+    with pytest.raises(DatabaseError, match="none of the 2 roles"):
+        _change(supabase_db, secrets.token_hex(16), roles=("no_such_role", "nor_this_one"))
+
+
+@pytest.mark.usefixtures("supabase_db")
+def test_a_server_that_never_answers_is_waited_for_then_named() -> None:
+    address = DbAddress("127.0.0.1", _free_port(), "postgres")
+    started = time.monotonic()
+
+    with pytest.raises(DatabaseError) as failed:
+        wait_until_accepting(address, "supabase_admin", "whatever", timeout_s=1.5)
+
+    assert time.monotonic() - started >= 1.5
+    assert failed.value.retryable
+    assert "connection refused" in str(failed.value)
+
+
+def test_waiting_ends_at_the_first_answer_even_a_refusal(supabase_db: SupabaseDb) -> None:
+    started = time.monotonic()
+    wait_until_accepting(supabase_db.address, "supabase_admin", "not-the-password", timeout_s=30)
+    assert time.monotonic() - started < 5

@@ -11,6 +11,8 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,7 +72,9 @@ def test_the_socket_script_changes_every_role_resets_the_pooler_and_updates_anal
         analytics_host="db",
         analytics_port=5432,
     )
-    assert new not in script.split("_analytics")[0]  # only the analytics URL holds it
+    holding = [line for line in script.splitlines() if new in line]
+    assert len(holding) == 1  # the analytics URL, as COPY data
+    assert holding[0].startswith("postgresql://supabase_admin:")
 
     result = run_psql(supabase_db, script)
 
@@ -101,3 +105,49 @@ def test_a_failing_socket_script_changes_nothing(supabase_db: Any) -> None:
     assert result.returncode != 0
     assert accepts_password(supabase_db.address, "postgres", supabase_db.password)
     assert not accepts_password(supabase_db.address, "postgres", new)
+
+
+def test_the_plaintext_never_reaches_statement_statistics_or_the_server_log(
+    supabase_db: Any,
+) -> None:
+    """Every statement logged (log_statement and log_min_duration_statement for the role
+    psql runs as) and counted (pg_stat_statements): the URL holding the password is COPY
+    data, which neither keeps."""
+    log = Path(os.environ.get("ROTATOR_TEST_STATE", "/tmp/rotator-test")) / "pglog/postgres.log"
+    if not log.is_file():
+        pytest.skip(f"server log {log} not found (scripts/lib.sh start_postgres writes it)")
+    with supabase_db.admin_connect() as admin:
+        loaded = admin.execute("SHOW shared_preload_libraries").fetchone()
+        assert loaded is not None and "pg_stat_statements" in loaded[0], (
+            "scripts/lib.sh starts the test cluster with pg_stat_statements preloaded"
+        )
+        admin.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        admin.execute("SELECT pg_stat_statements_reset()")
+        user = supabase_db.admin_user
+        admin.execute(f"ALTER ROLE \"{user}\" SET log_statement = 'all'")
+        admin.execute(f'ALTER ROLE "{user}" SET log_min_duration_statement = 0')
+    start = log.stat().st_size
+    new = secrets.token_hex(16)
+    try:
+        script = shared_password_script(
+            new, SHARED_PASSWORD_ROLES, analytics_host="db", analytics_port=5432
+        )
+        result = run_psql(supabase_db, script)
+    finally:
+        with supabase_db.admin_connect() as admin:
+            admin.execute(f'ALTER ROLE "{supabase_db.admin_user}" RESET ALL')
+
+    assert result.returncode == 0, result.stderr
+    with supabase_db.admin_connect() as admin:
+        statements = [q for (q,) in admin.execute("SELECT query FROM pg_stat_statements")]
+    assert any("rotator_backend_url" in q for q in statements), "nothing was recorded"
+    assert not any(new in q for q in statements), "the password is in pg_stat_statements"
+    text = ""
+    for _ in range(50):  # the server writes its log asynchronously to us
+        text = log.read_bytes()[start:].decode(errors="replace")
+        if "rotator_backend_url" in text:
+            break
+        time.sleep(0.1)
+    assert "COPY rotator_backend_url FROM STDIN" in text, "statements were not logged"
+    if new in text:
+        pytest.fail("the password is in the server log", pytrace=False)

@@ -371,12 +371,16 @@ class Meta(Service):
         return {"/query": self.query}
 
     def query(self, request: Request) -> Reply:
-        """Studio's requests carry their connection encrypted with the shared CRYPTO_KEY."""
-        try:
-            sealed = request.headers.get("x-connection-encrypted") or ""
-            conninfo = json.loads(unseal(self.env.get("CRYPTO_KEY", "SAMPLE_KEY"), sealed))
-        except ValueError as exc:
-            return Reply(400, {"error": f"connection: {exc}"})
+        """Studio's requests carry their connection encrypted with the shared CRYPTO_KEY;
+        without one, postgres-meta uses its own (PG_META_DB_*)."""
+        sealed = request.headers.get("x-connection-encrypted")
+        if sealed is None:
+            conninfo: Any = self.db_conninfo()
+        else:
+            try:
+                conninfo = json.loads(unseal(self.env.get("CRYPTO_KEY", "SAMPLE_KEY"), sealed))
+            except ValueError as exc:
+                return Reply(400, {"error": f"connection: {exc}"})
         try:
             db_login(conninfo)
         except Exception as exc:

@@ -1,0 +1,481 @@
+"""Probes: requests made the way the deployment's clients make them, to prove that a
+value is accepted where it is used, or refused there.
+
+    settings = ProbeSettings.for_deployment(env)
+    for probe in probes_for(changed_keys, accepted=new, refused=old, env=env, settings=settings):
+        result = probe.run()          # CheckResult: ✓ / ✗, with the status seen
+
+Three kinds, each reached at an address the settings name:
+- gateway: HTTP through the API gateway (Envoy or Kong), as client apps call it. "Accepted"
+  means a 2xx from an endpoint that needs the value; "refused" means 401/403 from that same
+  endpoint. Anything else (404, 500, unreachable) fails either way.
+- pooler: a PostgreSQL login through Supavisor as `postgres.<POOLER_TENANT_ID>`, as outside
+  tools connect. Refused means SQLSTATE class 28 from the pooler.
+- meta: a query through postgres-meta with the connection string encrypted with
+  PG_META_CRYPTO_KEY, as Studio sends it (through the gateway's /pg/ route).
+
+The engine runs every probe it will verify with against the current values before it
+changes anything (preflight): a probe that cannot reach its target then refuses the
+rotation, naming the probe and the setting that points it elsewhere or turns it off.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from core.adapters.postgres import DbAddress, accepts_password
+from core.errors import DatabaseError
+from core.jwtkeys import sign_hs256
+from core.progress import CheckResult
+
+__all__ = [
+    "GATEWAY_PREFIX",
+    "Expect",
+    "HttpProbe",
+    "PoolerProbe",
+    "Probe",
+    "ProbeSettings",
+    "SkippedProbe",
+    "cryptojs_encrypt",
+    "probes_for",
+]
+
+GATEWAY_PREFIX = "gateway: "
+POOLER_PREFIX = "pooler: "
+META_PREFIX = "postgres-meta: "
+
+API_KEYS = (
+    "ANON_KEY",
+    "SERVICE_ROLE_KEY",
+    "SUPABASE_PUBLISHABLE_KEY",
+    "SUPABASE_SECRET_KEY",
+    "ANON_KEY_ASYMMETRIC",
+    "SERVICE_ROLE_KEY_ASYMMETRIC",
+)
+"""Every value the gateway takes as `apikey` (Envoy's lds.template.yaml, Kong's kong.yml)."""
+
+ADMIN_KEYS = ("SERVICE_ROLE_KEY", "SERVICE_ROLE_KEY_ASYMMETRIC")
+GATEWAY_PROBED_KEYS = frozenset(
+    {*API_KEYS, "DASHBOARD_PASSWORD", "JWT_SECRET", "POSTGRES_PASSWORD", "PG_META_CRYPTO_KEY"}
+)
+"""Keys some gateway probe checks (postgres-meta is reached through the gateway too)."""
+"""The values the gateway lets through to /pg/ (postgres-meta) and the OpenAPI root."""
+
+API_KEY_PATH = "/auth/v1/settings"
+"""Needs an apikey at the gateway; auth answers it 200 for any valid one."""
+ADMIN_PATH = "/pg/query"
+"""postgres-meta behind the gateway: only the service role's keys pass."""
+DASHBOARD_PATH = "/api/platform/profile"
+"""Studio behind the gateway's basic auth; 200 from Studio (its / answers a redirect)."""
+PROBE_TOKEN_LIFETIME_S = 120
+"""Tokens rotator mints to probe a JWT secret live this long."""
+
+GATEWAY_SETTING = (
+    "ROTATOR_GATEWAY_URL points the gateway probes elsewhere; --no-gateway-probes "
+    "(or the deployment's gateway_probes = false) turns them off"
+)
+POOLER_SETTING = (
+    "ROTATOR_POOLER_ADDRESS (host:port) points the pooler probe elsewhere; "
+    "--no-pooler-probe (or the deployment's pooler_probe = false) turns it off"
+)
+
+
+class Expect(StrEnum):
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """Where the probes go; None turns a kind off (it is then reported, never ticked)."""
+
+    gateway_url: str | None
+    pooler_address: tuple[str, int] | None
+
+    @classmethod
+    def for_deployment(
+        cls,
+        env: Mapping[str, str],
+        *,
+        gateway: bool = True,
+        pooler: bool = True,
+        environ: Mapping[str, str] = os.environ,
+    ) -> ProbeSettings:
+        """The defaults for a deployment whose .env is `env`: the ports upstream's compose
+        publishes on this host, unless ROTATOR_GATEWAY_URL / ROTATOR_POOLER_ADDRESS say
+        otherwise."""
+        gateway_url = None
+        if gateway:
+            port = env.get("API_GW_HTTP_PORT") or env.get("KONG_HTTP_PORT") or "8000"
+            gateway_url = (environ.get("ROTATOR_GATEWAY_URL") or f"http://127.0.0.1:{port}").rstrip(
+                "/"
+            )
+        pooler_address = None
+        if pooler:
+            explicit = environ.get("ROTATOR_POOLER_ADDRESS")
+            if explicit:
+                host, _, port_text = explicit.rpartition(":")
+                pooler_address = (host or "127.0.0.1", int(port_text))
+            elif env.get("POOLER_PROXY_PORT_TRANSACTION") and env.get("POOLER_TENANT_ID"):
+                pooler_address = ("127.0.0.1", int(env["POOLER_PROXY_PORT_TRANSACTION"]))
+        return cls(gateway_url=gateway_url, pooler_address=pooler_address)
+
+
+class Probe:
+    """One request and what its answer must be."""
+
+    name: str
+    expect: Expect
+    setting: str
+    """How to point this probe elsewhere or turn it off, for refusals."""
+
+    def run(self) -> CheckResult:
+        raise NotImplementedError
+
+    def unreachable(self, result: CheckResult) -> bool:
+        """The probe never got an answer from its target (not a wrong answer)."""
+        return result.failed and result.evidence.startswith("unreachable")
+
+
+@dataclass(frozen=True)
+class HttpProbe(Probe):
+    name: str
+    base_url: str
+    path: str
+    headers: Mapping[str, str] = field(repr=False)
+    expect: Expect
+    method: str = "GET"
+    body: bytes | None = field(default=None, repr=False)
+    setting: str = GATEWAY_SETTING
+    refused_statuses: tuple[int, ...] = (401, 403)
+
+    def run(self) -> CheckResult:
+        if not self.base_url.startswith(("http://", "https://")):
+            return CheckResult(
+                self.name, False, f"unreachable: not an http(s) URL: {self.base_url}"
+            )
+        request = urllib.request.Request(  # noqa: S310 - http(s) checked above
+            self.base_url + self.path,
+            data=self.body,
+            headers=dict(self.headers),
+            method=self.method,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            return CheckResult(self.name, False, f"unreachable at {self.base_url} ({reason})")
+        seen = f"{self.method} {self.path} -> HTTP {status}"
+        if self.expect is Expect.ACCEPTED:
+            return CheckResult(self.name, 200 <= status < 300, seen)
+        return CheckResult(self.name, status in self.refused_statuses, seen)
+
+
+@dataclass(frozen=True)
+class PoolerProbe(Probe):
+    name: str
+    host: str
+    port: int
+    user: str
+    dbname: str
+    password: str = field(repr=False)
+    expect: Expect
+    setting: str = POOLER_SETTING
+
+    def run(self) -> CheckResult:
+        where = f"{self.host}:{self.port}"
+        try:
+            took = accepts_password(
+                DbAddress(self.host, self.port, self.dbname), self.user, self.password
+            )
+        except DatabaseError as exc:
+            return CheckResult(self.name, False, f"unreachable at {where} ({exc})")
+        seen = f"login as {self.user} at {where} {'accepted' if took else 'refused'}"
+        return CheckResult(self.name, took is (self.expect is Expect.ACCEPTED), seen)
+
+
+@dataclass(frozen=True)
+class SkippedProbe(Probe):
+    """A kind of probe that applies to these keys but is turned off: reported as not
+    applicable, so nobody reads its absence as a pass."""
+
+    name: str
+    reason: str
+    expect: Expect = Expect.ACCEPTED
+    setting: str = ""
+
+    def run(self) -> CheckResult:
+        return CheckResult(self.name, None, self.reason)
+
+
+# --- choosing probes ---------------------------------------------------------------------------
+
+
+def probes_for(
+    keys: Sequence[str],
+    *,
+    accepted: Mapping[str, str],
+    refused: Mapping[str, str] | None,
+    env: Mapping[str, str],
+    settings: ProbeSettings,
+    accepted_is: str = "new",
+) -> list[Probe]:
+    """The probes proving `accepted` values of `keys` work and `refused` ones do not.
+
+    `env` is the .env the accepted values live in (for the names and addresses around
+    them); `refused` None asks for the accepted half only (preflight). `accepted_is` names
+    the accepted values in the report: "new" after a rotation, "old" after a rollback,
+    "current" before anything changes.
+    """
+    refused_is = "old" if accepted_is == "new" else "new"
+    chosen: list[Probe] = []
+
+    def stale(key: str) -> str | None:
+        if refused is None:
+            return None
+        value = refused.get(key)
+        return value if value and value != accepted.get(key) else None
+
+    gateway = settings.gateway_url
+    if gateway is None and GATEWAY_PROBED_KEYS & set(keys):
+        chosen.append(SkippedProbe(f"{GATEWAY_PREFIX}probes", "turned off (--no-gateway-probes)"))
+    if gateway is not None:
+        for key in API_KEYS:
+            if key not in keys or not accepted.get(key):
+                continue
+            chosen += _pair(
+                f"{GATEWAY_PREFIX}{key} as apikey",
+                accepted_is,
+                refused_is,
+                lambda value: HttpProbe(
+                    "", gateway, API_KEY_PATH, {"apikey": value}, Expect.ACCEPTED
+                ),
+                accepted[key],
+                stale(key),
+            )
+        for key in ADMIN_KEYS:
+            if key not in keys or not accepted.get(key):
+                continue
+            chosen += _pair(
+                f"{GATEWAY_PREFIX}{key} as admin (/pg/)",
+                accepted_is,
+                refused_is,
+                lambda value: _meta_query(gateway, value, connection=None),
+                accepted[key],
+                stale(key),
+            )
+        if "DASHBOARD_PASSWORD" in keys and accepted.get("DASHBOARD_PASSWORD"):
+            user = env.get("DASHBOARD_USERNAME", "")
+            chosen += _pair(
+                f"{GATEWAY_PREFIX}dashboard login",
+                accepted_is,
+                refused_is,
+                lambda value: HttpProbe(
+                    "", gateway, DASHBOARD_PATH, _basic(user, value), Expect.ACCEPTED
+                ),
+                accepted["DASHBOARD_PASSWORD"],
+                stale("DASHBOARD_PASSWORD"),
+            )
+        if "JWT_SECRET" in keys and accepted.get("JWT_SECRET") and accepted.get("SERVICE_ROLE_KEY"):
+            service_key = accepted["SERVICE_ROLE_KEY"]
+            chosen += _pair(
+                f"{GATEWAY_PREFIX}a token signed with JWT_SECRET, at PostgREST",
+                accepted_is,
+                refused_is,
+                lambda secret: HttpProbe(
+                    "",
+                    gateway,
+                    "/rest/v1/",
+                    {"apikey": service_key, "Authorization": f"Bearer {_probe_token(secret)}"},
+                    Expect.ACCEPTED,
+                ),
+                accepted["JWT_SECRET"],
+                stale("JWT_SECRET"),
+            )
+        meta_keys = {"POSTGRES_PASSWORD", "PG_META_CRYPTO_KEY"} & set(keys)
+        service_key = accepted.get("SERVICE_ROLE_KEY") or env.get("SERVICE_ROLE_KEY", "")
+        if meta_keys and service_key and env.get("PG_META_CRYPTO_KEY"):
+            chosen += _meta_probes(
+                gateway, service_key, env, accepted, refused, accepted_is, refused_is
+            )
+    pooler = settings.pooler_address
+    if pooler is None and {"POSTGRES_PASSWORD", "VAULT_ENC_KEY"} & set(keys):
+        why = (
+            "turned off (--no-pooler-probe)"
+            if env.get("POOLER_TENANT_ID")
+            else ("no pooler in .env (POOLER_TENANT_ID, POOLER_PROXY_PORT_TRANSACTION)")
+        )
+        chosen.append(SkippedProbe(f"{POOLER_PREFIX}login", why))
+    if pooler is not None and {"POSTGRES_PASSWORD", "VAULT_ENC_KEY"} & set(keys):
+        password = accepted.get("POSTGRES_PASSWORD") or env.get("POSTGRES_PASSWORD", "")
+        user = f"postgres.{env.get('POOLER_TENANT_ID', '')}"
+        dbname = env.get("POSTGRES_DB") or "postgres"
+        name = f"{POOLER_PREFIX}login as {user}"
+        chosen.append(
+            PoolerProbe(
+                f"{name} with the {accepted_is} password",
+                *pooler,
+                user,
+                dbname,
+                password,
+                Expect.ACCEPTED,
+            )
+        )
+        old = stale("POSTGRES_PASSWORD")
+        if old is not None:
+            chosen.append(
+                PoolerProbe(
+                    f"{name} with the {refused_is} password refused",
+                    *pooler,
+                    user,
+                    dbname,
+                    old,
+                    Expect.REFUSED,
+                )
+            )
+    return chosen
+
+
+def _pair(
+    label: str,
+    accepted_is: str,
+    refused_is: str,
+    make: Callable[[str], HttpProbe],
+    accepted: str,
+    refused: str | None,
+) -> list[Probe]:
+    """The accepted probe for a value and, when there is one, the refused probe."""
+    yes = make(accepted)
+    probes: list[Probe] = [_renamed(yes, f"{label} with the {accepted_is} value", Expect.ACCEPTED)]
+    if refused is not None:
+        probes.append(
+            _renamed(make(refused), f"{label} with the {refused_is} value refused", Expect.REFUSED)
+        )
+    return probes
+
+
+def _renamed(probe: HttpProbe, name: str, expect: Expect) -> HttpProbe:
+    return HttpProbe(
+        name,
+        probe.base_url,
+        probe.path,
+        probe.headers,
+        expect,
+        method=probe.method,
+        body=probe.body,
+        setting=probe.setting,
+        refused_statuses=probe.refused_statuses,
+    )
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def _probe_token(secret: str) -> str:
+    """A short-lived service_role token signed with `secret`, as a backend would hold."""
+    now = int(time.time())
+    claims = {
+        "role": "service_role",
+        "iss": "supabase",
+        "iat": now,
+        "exp": now + PROBE_TOKEN_LIFETIME_S,
+    }
+    return sign_hs256(claims, secret)
+
+
+# --- postgres-meta ------------------------------------------------------------------------------
+
+
+def _meta_query(gateway: str, service_key: str, *, connection: str | None) -> HttpProbe:
+    headers = {"apikey": service_key, "Content-Type": "application/json"}
+    if connection is not None:
+        headers["x-connection-encrypted"] = connection
+    body = json.dumps({"query": "select 1"}).encode()
+    return HttpProbe("", gateway, ADMIN_PATH, headers, Expect.ACCEPTED, method="POST", body=body)
+
+
+def _meta_probes(
+    gateway: str,
+    service_key: str,
+    env: Mapping[str, str],
+    accepted: Mapping[str, str],
+    refused: Mapping[str, str] | None,
+    accepted_is: str,
+    refused_is: str,
+) -> list[Probe]:
+    """Studio's path to the database: a connection string (holding POSTGRES_PASSWORD)
+    encrypted with PG_META_CRYPTO_KEY, decrypted and used by postgres-meta."""
+    password = accepted.get("POSTGRES_PASSWORD") or env.get("POSTGRES_PASSWORD", "")
+    crypto_key = accepted.get("PG_META_CRYPTO_KEY") or env["PG_META_CRYPTO_KEY"]
+    connection = _studio_connection(env, password)
+    name = f"{META_PREFIX}a query with Studio's encrypted connection"
+    probes: list[Probe] = [
+        _renamed(
+            _meta_query(gateway, service_key, connection=cryptojs_encrypt(crypto_key, connection)),
+            f"{name}, {accepted_is} values",
+            Expect.ACCEPTED,
+        )
+    ]
+    old_key = (refused or {}).get("PG_META_CRYPTO_KEY")
+    if old_key and old_key != crypto_key:
+        # postgres-meta cannot decrypt the connection: it answers an error, not 401/403.
+        probe = _meta_query(gateway, service_key, connection=cryptojs_encrypt(old_key, connection))
+        probes.append(
+            HttpProbe(
+                f"{name} encrypted with the {refused_is} key refused",
+                probe.base_url,
+                probe.path,
+                probe.headers,
+                Expect.REFUSED,
+                method="POST",
+                body=probe.body,
+                refused_statuses=META_REFUSED_STATUSES,
+            )
+        )
+    return probes
+
+
+META_REFUSED_STATUSES = (400, 500)
+"""What postgres-meta answers a connection it cannot decrypt (see tests/testbed/README.md)."""
+
+
+def _studio_connection(env: Mapping[str, str], password: str) -> str:
+    host = env.get("POSTGRES_HOST") or "db"
+    port = env.get("POSTGRES_PORT") or "5432"
+    dbname = env.get("POSTGRES_DB") or "postgres"
+    return f"postgresql://postgres:{password}@{host}:{port}/{dbname}"
+
+
+def cryptojs_encrypt(passphrase: str, plaintext: str) -> str:
+    """crypto-js `AES.encrypt(plaintext, passphrase).toString()`, as Studio encrypts the
+    connection it sends postgres-meta: OpenSSL's "Salted__" format, AES-256-CBC with key
+    and IV from EVP_BytesToKey (MD5, one round), PKCS#7 padding, base64."""
+    salt = secrets.token_bytes(8)
+    derived, block = b"", b""
+    while len(derived) < 48:
+        block = hashlib.md5(block + passphrase.encode() + salt, usedforsecurity=False).digest()
+        derived += block
+    key, iv = derived[:32], derived[32:48]
+    padder = padding.PKCS7(128).padder()
+    data = padder.update(plaintext.encode()) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    sealed = encryptor.update(data) + encryptor.finalize()
+    return base64.b64encode(b"Salted__" + salt + sealed).decode()
