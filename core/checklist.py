@@ -15,7 +15,7 @@ from pathlib import Path
 
 from core.catalogue import Secret, Source, get_secret
 from core.envfile import EnvFile
-from core.errors import EnvFileError, InvalidSecretValue
+from core.errors import InputError, InvalidSecretValue
 from core.plan import Plan
 from core.probes import GATEWAY_PREFIX
 from core.progress import CheckResult
@@ -91,9 +91,10 @@ def _rules_item(secret: Secret, evidence: Evidence) -> ChecklistItem:
     try:
         # The .env the values were made for: today's, with the rotated keys as they were.
         current = {**EnvFile.read(evidence.env_path).as_dict(), **evidence.old}
-        secret.validate(evidence.new, current=current)
-    except (OSError, EnvFileError) as exc:
+    except (OSError, InputError) as exc:
         return ChecklistItem(RULES_TEXT, False, f".env unreadable ({type(exc).__name__})")
+    try:
+        secret.validate(evidence.new, current=current)
     except InvalidSecretValue as exc:
         return ChecklistItem(RULES_TEXT, False, f"{exc.key} {exc.rule}")
     given = _given_keys(secret)
@@ -129,7 +130,7 @@ def _backup_item(evidence: Evidence) -> ChecklistItem:
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
         saved = EnvFile.read(path)
-    except (OSError, EnvFileError) as exc:
+    except (OSError, InputError) as exc:
         return ChecklistItem(BACKUP_TEXT, False, f"{path.name} unreadable ({type(exc).__name__})")
     if mode & 0o077:
         return ChecklistItem(BACKUP_TEXT, False, f"{path.name} has mode {mode:o}, not 0600")
@@ -150,7 +151,7 @@ def _only_rotated_item(plan: Plan, evidence: Evidence) -> ChecklistItem:
     try:
         before = EnvFile.read(Path(evidence.backup))
         after = EnvFile.read(evidence.env_path)
-    except (OSError, EnvFileError) as exc:
+    except (OSError, InputError) as exc:
         return ChecklistItem(ONLY_ROTATED_TEXT, False, f"cannot compare ({type(exc).__name__})")
     keys = set(before.keys()) | set(after.keys())
     changed = sorted(k for k in keys if before.get(k) != after.get(k))

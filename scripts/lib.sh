@@ -20,6 +20,7 @@ ensure_apt() {
     command -v docker-compose >/dev/null || missing+=(docker-compose)
     command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
     command -v localedef >/dev/null || missing+=(locales)   # a German-speaking test server
+    command -v openssl >/dev/null || missing+=(openssl)     # opens what rotator seals like Studio
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
         apt-get update -qq

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg import sql
 
 from core.adapters.postgres import DbAddress, accepts_password
 from core.audit import AuditLog
 from core.deployment import Deployment
 from core.engine import Engine, Outcome
 from core.envfile import EnvFile
-from core.errors import DatabaseRefused, InputError, RotationInProgress
+from core.errors import DatabaseRefused, InputError, RecoveryNeeded, RotationInProgress
 from core.probes import ProbeSettings
-from core.progress import Event, RecordingProgress, StepFinished
+from core.progress import Event, Note, RecordingProgress, StepFinished
 from tests.fakes import RecordingRuntime, make_mini_deployment
 
 pytestmark = pytest.mark.postgres
@@ -280,3 +282,117 @@ def test_a_service_already_down_before_the_rotation_does_not_fail_it(setup: Setu
 
     assert result.outcome is Outcome.FINISHED
     assert setup.runtime.recreated == [["supavisor"]]
+
+
+def interrupt_after(setup: Setup, step: str) -> None:
+    """Ctrl-C right after `step` completes (KeyboardInterrupt, as the terminal sends it)."""
+    original = setup.progress.emit
+
+    def emit(event: Event) -> None:
+        original(event)
+        if isinstance(event, StepFinished) and event.step == step:
+            raise KeyboardInterrupt
+
+    setup.progress.emit = emit  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("step", ["backup", "stage", "apply", "commit", "restart"])
+def test_ctrl_c_once_a_rotation_is_under_way_says_recover_and_recover_ends_it(
+    setup: Setup, step: str
+) -> None:
+    before = (setup.directory / ".env").read_bytes()
+    interrupt_after(setup, step)
+
+    with pytest.raises(RecoveryNeeded, match="rotator recover --project") as stopped:
+        setup.engine().rotate("postgres-password")
+
+    assert stopped.value.exit_code == 3
+    assert (setup.directory / ".rotator" / "journal.json").exists()
+    setup.progress.emit = RecordingProgress().emit  # type: ignore[method-assign]
+    result = setup.engine().recover()
+    committed = step in ("commit", "restart")
+    assert result.outcome is (Outcome.FINISHED if committed else Outcome.ROLLED_BACK)
+    password = setup.env()["POSTGRES_PASSWORD"]
+    assert (password != setup.password) is committed
+    if not committed:
+        assert (setup.directory / ".env").read_bytes() == before
+    assert accepts_password(setup.address, "supabase_admin", password)
+
+
+def test_ctrl_c_before_anything_changed_stays_an_interrupt(setup: Setup) -> None:
+    interrupt_after(setup, "preflight")
+    with pytest.raises(KeyboardInterrupt):
+        setup.engine().rotate("postgres-password")
+    assert not (setup.directory / ".rotator" / "journal.json").exists()
+
+
+def test_a_read_only_role_sharing_the_password_changes_with_the_others(
+    setup: Setup, supabase_db: Any
+) -> None:
+    with supabase_db.admin_connect() as admin:
+        admin.execute(
+            sql.SQL("ALTER ROLE supabase_read_only_user PASSWORD {}").format(
+                sql.Literal(setup.password)
+            )
+        )
+    events = setup.progress.events
+
+    result = setup.engine().rotate("postgres-password")
+
+    assert result.outcome is Outcome.FINISHED
+    new = setup.env()["POSTGRES_PASSWORD"]
+    assert accepts_password(setup.address, "supabase_read_only_user", new)
+    assert not accepts_password(setup.address, "supabase_read_only_user", setup.password)
+    notes = [e.text for e in events if isinstance(e, Note)]
+    assert any("supabase_read_only_user takes the current password" in n for n in notes)
+    accepted = {c.name: c for c in result.checks}["database accepts the new password"]
+    assert "supabase_read_only_user" in accepted.evidence
+
+
+def test_a_read_only_role_with_its_own_password_is_left_alone_and_said_so(
+    setup: Setup, supabase_db: Any
+) -> None:
+    own = secrets.token_hex(16)
+    with supabase_db.admin_connect() as admin:
+        admin.execute(
+            sql.SQL("ALTER ROLE supabase_read_only_user PASSWORD {}").format(sql.Literal(own))
+        )
+
+    result = setup.engine().rotate("postgres-password")
+
+    assert result.outcome is Outcome.FINISHED
+    assert accepts_password(setup.address, "supabase_read_only_user", own)
+    notes = [e.text for e in setup.progress.events if isinstance(e, Note)]
+    assert any("left alone: it has its own password" in n for n in notes)
+
+
+def test_a_rotation_that_waited_for_the_lock_starts_from_the_env_as_it_is_then(
+    setup: Setup,
+) -> None:
+    """Engine A read .env, engine B rotated the same secret meanwhile: A must rotate from
+    B's value, never from its stale copy (its rollback would undo B)."""
+    waiting = setup.engine()
+    assert setup.engine().rotate("postgres-password").outcome is Outcome.FINISHED
+    between = setup.env()["POSTGRES_PASSWORD"]
+
+    result = waiting.rotate("postgres-password")
+
+    assert result.outcome is Outcome.FINISHED
+    final = setup.env()["POSTGRES_PASSWORD"]
+    assert final not in (setup.password, between)
+    assert accepts_password(setup.address, "postgres", final)
+    assert not accepts_password(setup.address, "postgres", between)
+
+
+def test_the_checklist_is_ticked_from_evidence_and_old_backups_are_pruned(setup: Setup) -> None:
+    setup.engine().rotate("dashboard-password")
+
+    result = setup.engine().rotate("dashboard-password")
+
+    done = {item.text: item for item in result.checklist if item.done}
+    assert "validated again" in done["Values meet every consumer's rules"].evidence
+    assert "mode 0600" in done[".env backed up before the change"].evidence
+    assert "changed DASHBOARD_PASSWORD" in done["Only the rotated keys changed in .env"].evidence
+    backups = list((setup.directory / ".rotator" / "backups").iterdir())
+    assert len(backups) == 1
+    assert result.rotation_id in backups[0].name
