@@ -246,3 +246,47 @@ def test_jwt_secret_through_the_cli_without_a_reachable_gateway(cli: Cli) -> Non
     new = cli.env()
     assert {k for k in new if new[k] != old[k]} == {"JWT_SECRET", "ANON_KEY", "SERVICE_ROLE_KEY"}
     assert "✓ no container holds the old value" in out
+
+
+class InterruptedWhileRestarting(RecordingRuntime):
+    """The person at the terminal presses Ctrl-C while services restart."""
+
+    def recreate(
+        self, project: ComposeProject, env: Mapping[str, str], services: Sequence[str]
+    ) -> None:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_after_the_change_began_exits_3_and_names_the_recover_command(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = InterruptedWhileRestarting(Deployment.load(cli.directory).compose)
+    monkeypatch.setattr("core.cli.docker_runtime", lambda: runtime)
+
+    code, _, err = cli.run("rotate", "postgres-password", "--yes")
+
+    assert code == 3
+    assert f"rotator recover --project {cli.directory}" in err
+    assert "nothing was changed" not in err
+    assert cli.audit_results() == ["needs_recovery"]
+
+    monkeypatch.setattr("core.cli.docker_runtime", lambda: cli.runtime)
+    code, _, err = cli.run("recover")
+    assert code == 0, err  # committed before the restart: recover finishes it
+    assert accepts_password(cli.address, "postgres", cli.env()["POSTGRES_PASSWORD"])
+
+
+def test_backups_lists_them_and_prune_keeps_the_newest(cli: Cli) -> None:
+    for _ in range(2):
+        assert cli.run("rotate", "dashboard-password", "--yes")[0] == 0
+    made = sorted((cli.directory / ".rotator" / "backups").iterdir())
+    assert len(made) == 1  # pruned when each rotation ended
+
+    code, out, err = cli.run("backups")
+
+    assert code == 0, err
+    assert str(made[0]) in out and "mode 0600" in out
+    made[0].chmod(0o644)
+    code, _, err = cli.run("backups")
+    assert code == 1
+    assert "readable by others" in err and made[0].name in err
