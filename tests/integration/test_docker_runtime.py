@@ -374,3 +374,38 @@ def test_runtime_calls_on_a_missing_service_raise_runtime_failure(trio: Trio) ->
         trio.runtime.container_env(trio.project, "no-such-service")
     with pytest.raises(RuntimeFailure):
         trio.runtime.exec_in(trio.project, "no-such-service", ["true"])
+
+
+def _half_recreated(trio: Trio, service: str) -> str:
+    """The state a compose killed mid-recreate leaves: the service's container exists only
+    under compose's temporary `<id[:12]>_<name>` name, and is not running."""
+    container = trio.container(service)
+    container.stop(timeout=1)
+    temporary = f"{str(container.id)[:12]}_{container.name}"
+    container.rename(temporary)
+    return temporary
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("compose_command", ["docker compose"], indirect=True)
+def test_a_half_recreated_service_is_not_taken_for_the_service(trio: Trio) -> None:
+    temporary = _half_recreated(trio, "auth")
+
+    states = trio.runtime.services(trio.project)
+
+    assert "auth" not in states  # the leftover is not the service's container
+    assert trio.runtime.remove_leftovers(trio.project, ["auth"]) == [temporary]
+    assert trio.runtime.remove_leftovers(trio.project, ["auth"]) == []
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("compose_command", ["docker compose"], indirect=True)
+def test_recreating_a_half_recreated_service_brings_it_back(trio: Trio) -> None:
+    _half_recreated(trio, "db")
+
+    trio.runtime.recreate(trio.project, trio.env, ["db"])
+    trio.runtime.wait_ready(trio.project, trio.env, ["db"])
+
+    container = trio.container("db")  # exactly one, under its real name
+    assert container.status == "running"
+    assert container.name == f"{trio.name}-db-1"
