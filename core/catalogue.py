@@ -47,14 +47,28 @@ from core.jwtkeys import (
     sign_hs256,
 )
 from core.roles import SHARED_PASSWORD_ROLES
+from core.signing_keys import (
+    ASYMMETRIC_KEYS,
+    SIGNING_KEYS,
+    KeySet,
+    Phase,
+    api_keys_signed_by,
+    kid_of,
+    new_ec_key,
+    verify_es256,
+)
 
 __all__ = [
     "CATALOGUE",
     "DB_ROLES",
     "REALTIME_DB_ENC_KEY_REASON",
+    "SESSIONS_REVOKED",
+    "Mode",
     "Risk",
+    "RotationOptions",
     "Secret",
     "Source",
+    "describe_impact",
     "get_secret",
     "secret_names",
 ]
@@ -67,6 +81,53 @@ class Source(StrEnum):
     """Rotator draws it (`core.secretgen`, `core.jwtkeys`)."""
     GIVEN = "given"
     """A person supplies it (SMTP: the provider issues credentials, rotator cannot)."""
+
+
+class Mode(StrEnum):
+    """How much a rotation may cost users to cut an old credential off."""
+
+    PLANNED = "planned"
+    """Inside a window: nobody is logged out where the secret allows it (the signing key
+    goes through standby, rotate and revoke)."""
+    COMPROMISE = "compromise"
+    """After a leak: every old credential dies now (the default for emergencies)."""
+
+
+@dataclass(frozen=True)
+class RotationOptions:
+    """What the person asked beyond the secret's name. Holds no values."""
+
+    mode: Mode = Mode.PLANNED
+    revoke_sessions: bool | None = None
+    """Delete the Auth sessions and refresh tokens in the apply step. None: the mode's
+    default (on for compromise rotations of secrets that sign sessions)."""
+    phase: Phase | None = None
+    """jwt-signing-key: the phase to run (the engine decides it from JWT_KEYS and its
+    record; compromise rotations replace the key in one go)."""
+
+    def sessions_revoked(self, secret: Secret) -> bool:
+        if not secret.signs_sessions:
+            return False
+        if self.revoke_sessions is None:
+            return self.mode is Mode.COMPROMISE
+        return self.revoke_sessions
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode.value,
+            "revoke_sessions": self.revoke_sessions,
+            "phase": self.phase.value if self.phase else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> RotationOptions:
+        data = data or {}
+        phase = data.get("phase")
+        return cls(
+            mode=Mode(data.get("mode", Mode.PLANNED.value)),
+            revoke_sessions=data.get("revoke_sessions"),
+            phase=Phase(phase) if phase else None,
+        )
 
 
 class Risk(StrEnum):
@@ -86,7 +147,9 @@ REALTIME_DB_ENC_KEY_REASON = (
 _API_KEY_ROLES = {"ANON_KEY": "anon", "SERVICE_ROLE_KEY": "service_role"}
 _JWK_SET_KEYS = ("JWT_KEYS", "JWT_JWKS")
 
-_Generator = Callable[["Secret", Mapping[str, str], Mapping[str, str], int], dict[str, str]]
+_Generator = Callable[
+    ["Secret", Mapping[str, str], Mapping[str, str], int, "RotationOptions"], dict[str, str]
+]
 
 
 @dataclass(frozen=True)
@@ -119,6 +182,14 @@ class Secret:
     resets_pooler_tenant: bool = False
     """The Supavisor tenant in `_supabase._supavisor` must be dropped so the pooler
     recreates it (it stores the Postgres password, encrypted with VAULT_ENC_KEY)."""
+    signs_sessions: bool = False
+    """It signs (or verifies) users' access tokens: a compromise rotation of it revokes
+    their sessions, since refresh tokens outlive any key."""
+    precondition: Callable[[Mapping[str, str]], str] | None = None
+    """Beyond `required_keys`: returns why the secret is not configured, "" when it is."""
+    updates_analytics_users: bool = False
+    """Logflare copied the first public token into `_analytics.users.api_key`, which it
+    still accepts: the apply step replaces it there too."""
 
     @property
     def rotatable(self) -> bool:
@@ -130,8 +201,15 @@ class Secret:
         """The required keys that are absent or empty in `current`."""
         return [key for key in self.required_keys if not current.get(key)]
 
+    def unconfigured_reason(self, current: Mapping[str, str]) -> str:
+        """Why `current` cannot rotate this secret, or "" when it can."""
+        missing = self.missing_keys(current)
+        if missing:
+            return f".env has no value for {', '.join(missing)}"
+        return self.precondition(current) if self.precondition is not None else ""
+
     def is_configured(self, current: Mapping[str, str]) -> bool:
-        return not self.missing_keys(current)
+        return not self.unconfigured_reason(current)
 
     def _member_secrets(self) -> list[Secret]:
         return [CATALOGUE[name] for name in self.members]
@@ -168,6 +246,7 @@ class Secret:
         given: Mapping[str, str] | None = None,
         *,
         now: int | None = None,
+        options: RotationOptions | None = None,
     ) -> dict[str, str]:
         """The keys that change and their new values, checked by `validate`.
 
@@ -184,22 +263,26 @@ class Secret:
         """
         if self.refused is not None:
             raise SecretRefused(self.refused)
-        missing = self.missing_keys(current)
-        if missing:
-            raise SecretNotConfigured(
-                f"{self.name} is not configured: .env has no value for {', '.join(missing)}"
-            )
+        why = self.unconfigured_reason(current)
+        if why:
+            raise SecretNotConfigured(f"{self.name} is not configured: {why}")
         if self.source is Source.GENERATED and given:
             key = next(iter(given))
             raise InvalidSecretValue(key, f"{self.name} is generated by rotator, not given")
         issued_at = int(time.time()) if now is None else now
+        options = options or RotationOptions()
 
         if self.members:
+            # Each member builds on what the ones before it made: the signing key's sets
+            # take the new JWT_SECRET that jwt-secret put in them.
             values: dict[str, str] = {}
             for name in self.configured_members(current):
-                values.update(CATALOGUE[name].new_values(current, now=issued_at))
+                member = CATALOGUE[name]
+                values |= member.new_values(
+                    {**current, **values}, now=issued_at, options=_member_options(member)
+                )
         else:
-            values = _GENERATORS[self.name](self, current, given or {}, issued_at)
+            values = _GENERATORS[self.name](self, current, given or {}, issued_at, options)
         self.validate(values, current=current)
         return values
 
@@ -231,6 +314,10 @@ class Secret:
         for key, value in values.items():
             if current is not None and current.get(key) == value:
                 raise InvalidSecretValue(key, "must differ from the current value")
+        if self.name == "jwt-signing-key":
+            _check_signing_key(context, current)
+            return
+        for key, value in values.items():
             if key in _API_KEY_ROLES:
                 _check_api_key(key, value, context)
             elif key in _JWK_SET_KEYS:
@@ -245,14 +332,36 @@ class Secret:
     def _validate_members(
         self, values: Mapping[str, str], current: Mapping[str, str] | None
     ) -> None:
-        owner = {key: m for m in self._member_secrets() for key in m.env_keys}
+        # A key two members change (JWT_KEYS: jwt-secret's oct key, the signing key's EC
+        # key) is judged by the last one, which made its final value.
+        configured = set(self.configured_members(current)) if current is not None else None
+        owner = {
+            key: m
+            for m in self._member_secrets()
+            if configured is None or m.name in configured
+            for key in m.env_keys
+        }
         groups: dict[str, dict[str, str]] = {}
         for key, value in values.items():
             if key not in owner:
                 raise InvalidSecretValue(key, f"is not a key that {self.name} changes")
             groups.setdefault(owner[key].name, {})[key] = value
+        context = {**(current or {}), **values}
         for name, group in groups.items():
-            CATALOGUE[name].validate(group, current=current)
+            # Values another member changed are context here, not "the current ones".
+            others = {k: v for k, v in context.items() if k not in group}
+            CATALOGUE[name].validate(group, current={**others, **_current_of(group, current)})
+
+
+def _member_options(member: Secret) -> RotationOptions:
+    """`all` is the complete rotation after a leak: the signing key is replaced at once."""
+    if member.name == "jwt-signing-key":
+        return RotationOptions(mode=Mode.COMPROMISE, phase=Phase.REPLACE)
+    return RotationOptions(mode=Mode.COMPROMISE)
+
+
+def _current_of(group: Mapping[str, str], current: Mapping[str, str] | None) -> dict[str, str]:
+    return {key: current[key] for key in group if current is not None and key in current}
 
 
 # --- checks of composite values -------------------------------------------------------------
@@ -324,6 +433,41 @@ def _check_jwk_set(key: str, value: str, context: Mapping[str, str], old: str | 
             raise InvalidSecretValue(key, "must keep every non-oct key of the current set")
 
 
+def _check_signing_key(context: Mapping[str, str], current: Mapping[str, str] | None) -> None:
+    """The signing key's four values as a whole: JWT_KEYS is one GoTrue starts with and
+    still holds JWT_SECRET; JWT_JWKS is exactly its public half; the asymmetric API keys
+    verify with JWT_JWKS and carry the signing key's kid."""
+    try:
+        keys = KeySet.parse(context.get("JWT_KEYS", ""))
+    except JwkError as exc:
+        raise InvalidSecretValue("JWT_KEYS", str(exc)) from None
+    secret = context.get("JWT_SECRET", "")
+    for key in _JWK_SET_KEYS:
+        try:
+            octs = oct_secrets(context.get(key, ""))
+        except JwkError as exc:
+            raise InvalidSecretValue(key, str(exc)) from None
+        if octs and octs != [b64url(secret.encode("utf-8"))]:
+            raise InvalidSecretValue(key, 'its "oct" key must hold JWT_SECRET')
+    try:
+        published = json.loads(context.get("JWT_JWKS", ""))
+    except ValueError:
+        raise InvalidSecretValue("JWT_JWKS", "must be valid JSON") from None
+    if published != json.loads(keys.jwt_jwks()):
+        raise InvalidSecretValue("JWT_JWKS", "must be exactly the public half of JWT_KEYS")
+    signer = kid_of(keys.signing)
+    for key, role in ASYMMETRIC_KEYS.items():
+        token = context.get(key)
+        if not token:
+            continue
+        try:
+            claims = verify_es256(token, context["JWT_JWKS"])
+        except JwkError as exc:
+            raise InvalidSecretValue(key, str(exc)) from None
+        if claims.get("role") != role or jwt.get_unverified_header(token).get("kid") != signer:
+            raise InvalidSecretValue(key, f"must carry role={role} and the signing key's kid")
+
+
 def _check_distinct(
     values: Mapping[str, str], context: Mapping[str, str], pair: tuple[str, str]
 ) -> None:
@@ -338,13 +482,21 @@ def _check_distinct(
 
 
 def _generate_simple(
-    secret: Secret, current: Mapping[str, str], given: Mapping[str, str], now: int
+    secret: Secret,
+    current: Mapping[str, str],
+    given: Mapping[str, str],
+    now: int,
+    options: RotationOptions,
 ) -> dict[str, str]:
     return {key: secretgen.fresh(key, current.get(key)) for key in secret.env_keys}
 
 
 def _generate_jwt_secret(
-    secret: Secret, current: Mapping[str, str], given: Mapping[str, str], now: int
+    secret: Secret,
+    current: Mapping[str, str],
+    given: Mapping[str, str],
+    now: int,
+    options: RotationOptions,
 ) -> dict[str, str]:
     new_secret = secretgen.fresh("JWT_SECRET", current.get("JWT_SECRET"))
     values = {
@@ -366,7 +518,11 @@ def _generate_jwt_secret(
 
 
 def _generate_api_keys(
-    secret: Secret, current: Mapping[str, str], given: Mapping[str, str], now: int
+    secret: Secret,
+    current: Mapping[str, str],
+    given: Mapping[str, str],
+    now: int,
+    options: RotationOptions,
 ) -> dict[str, str]:
     jwt_secret = current["JWT_SECRET"]
     try:
@@ -382,7 +538,11 @@ def _generate_api_keys(
 
 
 def _generate_opaque_keys(
-    secret: Secret, current: Mapping[str, str], given: Mapping[str, str], now: int
+    secret: Secret,
+    current: Mapping[str, str],
+    given: Mapping[str, str],
+    now: int,
+    options: RotationOptions,
 ) -> dict[str, str]:
     def fresh(key: str, prefix: str) -> str:
         while True:
@@ -397,7 +557,11 @@ def _generate_opaque_keys(
 
 
 def _generate_logflare(
-    secret: Secret, current: Mapping[str, str], given: Mapping[str, str], now: int
+    secret: Secret,
+    current: Mapping[str, str],
+    given: Mapping[str, str],
+    now: int,
+    options: RotationOptions,
 ) -> dict[str, str]:
     public = secretgen.fresh(
         "LOGFLARE_PUBLIC_ACCESS_TOKEN", current.get("LOGFLARE_PUBLIC_ACCESS_TOKEN")
@@ -411,7 +575,11 @@ def _generate_logflare(
 
 
 def _take_given(
-    secret: Secret, current: Mapping[str, str], given: Mapping[str, str], now: int
+    secret: Secret,
+    current: Mapping[str, str],
+    given: Mapping[str, str],
+    now: int,
+    options: RotationOptions,
 ) -> dict[str, str]:
     allowed = secret.given_keys + secret.optional_given_keys
     for key in given:
@@ -429,6 +597,63 @@ def _take_given(
     return values
 
 
+def _generate_signing_key(
+    secret: Secret,
+    current: Mapping[str, str],
+    given: Mapping[str, str],
+    now: int,
+    options: RotationOptions,
+) -> dict[str, str]:
+    """JWT_KEYS/JWT_JWKS (and the asymmetric API keys, once a new key signs) for one phase."""
+    keys = _key_set(current)
+    phase = options.phase or (Phase.REPLACE if options.mode is Mode.COMPROMISE else None)
+    if phase is None:
+        raise InvalidSecretValue("JWT_KEYS", "needs a phase (standby, rotate or revoke)")
+    current_kids = [kid_of(k) for k in keys.asymmetric]
+    if phase is Phase.STANDBY:
+        if len(current_kids) != 1:
+            raise InvalidSecretValue(
+                "JWT_KEYS", "already holds a second key: finish that rotation first"
+            )
+        after = keys.standby(new_ec_key())
+    elif phase is Phase.ROTATE:
+        standby = [k for k in current_kids if k != kid_of(keys.signing)]
+        if len(standby) != 1:
+            raise InvalidSecretValue("JWT_KEYS", "has no standby key to promote")
+        after = keys.promote(standby[0])
+    elif phase is Phase.REVOKE:
+        if len(current_kids) < 2:
+            raise InvalidSecretValue("JWT_KEYS", "holds no old key to revoke")
+        after = keys.only(kid_of(keys.signing))
+    else:
+        fresh = new_ec_key()
+        after = KeySet((*keys.asymmetric, fresh, *keys.others)).only(kid_of(fresh))
+    values = {"JWT_KEYS": after.jwt_keys(), "JWT_JWKS": after.jwt_jwks()}
+    if kid_of(after.signing) != kid_of(keys.signing):
+        values |= api_keys_signed_by(after.signing, now)
+    return {key: value for key, value in values.items() if value != current.get(key)}
+
+
+def _key_set(current: Mapping[str, str]) -> KeySet:
+    try:
+        return KeySet.parse(current.get("JWT_KEYS", ""))
+    except JwkError as exc:
+        raise InvalidSecretValue("JWT_KEYS", str(exc)) from None
+
+
+def _asymmetric_signer(current: Mapping[str, str]) -> str:
+    """jwt-signing-key's precondition: JWT_KEYS holds an asymmetric key that signs."""
+    if not current.get("JWT_KEYS"):
+        return "no JWT_KEYS in .env (asymmetric keys are not set up: add-new-auth-keys.sh)"
+    try:
+        keys = KeySet.parse(current["JWT_KEYS"])
+    except JwkError as exc:
+        return str(exc)
+    if not keys.has_asymmetric_signer:
+        return "JWT_KEYS has no asymmetric signing key (only the legacy secret signs)"
+    return ""
+
+
 _GENERATORS: dict[str, _Generator] = {
     "postgres-password": _generate_simple,
     "jwt-secret": _generate_jwt_secret,
@@ -442,6 +667,7 @@ _GENERATORS: dict[str, _Generator] = {
     "pg-meta-crypto-key": _generate_simple,
     "logflare-tokens": _generate_logflare,
     "opaque-api-keys": _generate_opaque_keys,
+    "jwt-signing-key": _generate_signing_key,
 }
 
 
@@ -478,18 +704,42 @@ _ENTRIES: tuple[Secret, ...] = (
         env_keys=("JWT_SECRET", "ANON_KEY", "SERVICE_ROLE_KEY", "JWT_KEYS", "JWT_JWKS"),
         required_keys=("JWT_SECRET", "ANON_KEY", "SERVICE_ROLE_KEY"),
         impact=(
-            "Every signed-in user is logged out (sessions signed with the old secret stop "
-            "verifying); every client holding the old anon or service-role key stops working "
-            "until updated. The API services restart."
+            "Access tokens signed with the old secret stop verifying; apps refresh them on "
+            "their next request, so signed-in users stay signed in (sessions are rows in the "
+            "database). Every client holding the old anon or service-role key stops working "
+            "until updated, and Storage signed URLs made before stop working. The API "
+            "services restart."
         ),
-        logs_out_users=True,
+        logs_out_users=False,
         risk=Risk.CRITICAL,
+        signs_sessions=True,
         checklist=(
             "Update client apps with the new anon key",
             "Update servers, functions and tools outside the stack with the new service-role key",
             "If custom SQL reads current_setting('app.settings.jwt_secret') (installs older "
             "than 0.8.2), update that setting: rotator does not",
-            "Tell users they have to sign in again",
+            "If .env leaked, rotate jwt-signing-key too: the asymmetric key is a secret of its own",
+            _STORE,
+        ),
+    ),
+    Secret(
+        name="jwt-signing-key",
+        title="Asymmetric JWT signing key (ES256), with the API keys it signs",
+        env_keys=SIGNING_KEYS,
+        required_keys=("JWT_KEYS", "JWT_JWKS"),
+        impact=(
+            "Planned (in three phases): nobody is signed out. Standby publishes the new key, "
+            "rotate makes it sign, revoke removes the old one once its tokens have expired; "
+            "each restarts the services that verify tokens, one after another. Compromise: "
+            "tokens signed with the old key stop verifying at once."
+        ),
+        logs_out_users=False,
+        risk=Risk.CRITICAL,
+        signs_sessions=True,
+        precondition=_asymmetric_signer,
+        checklist=(
+            "Update backends outside the stack that verify tokens with a copy of JWT_JWKS "
+            "(or that cache /auth/v1/.well-known/jwks.json)",
             _STORE,
         ),
     ),
@@ -632,10 +882,13 @@ _ENTRIES: tuple[Secret, ...] = (
         required_keys=("LOGFLARE_PUBLIC_ACCESS_TOKEN", "LOGFLARE_PRIVATE_ACCESS_TOKEN"),
         impact=(
             "With the logs override in use, analytics, Vector and the Dashboard restart: log "
-            "ingestion pauses and the Dashboard's log pages are unavailable for a short while."
+            "ingestion pauses and the Dashboard's log pages are unavailable for a short while. "
+            "The first public token, which Logflare also keeps as its user's legacy API key, "
+            "is replaced there too."
         ),
         logs_out_users=False,
         risk=Risk.NORMAL,
+        updates_analytics_users=True,
         checklist=(
             "Update tools outside the stack that query Logflare with the private token",
             "Check that the Dashboard's log pages show new entries",
@@ -665,6 +918,7 @@ _ENTRIES: tuple[Secret, ...] = (
 _ALL_MEMBERS = (
     "postgres-password",
     "jwt-secret",
+    "jwt-signing-key",
     "opaque-api-keys",
     "dashboard-password",
     "secret-key-base",
@@ -673,9 +927,9 @@ _ALL_MEMBERS = (
     "logflare-tokens",
     "s3-protocol-keys",
 )
-"""The complete rotation: generate-keys.sh's set (api-keys is inside jwt-secret) plus the
-opaque keys; the database first, as everything else reconnects to it. Not smtp (given)
-nor realtime-db-enc-key (refused)."""
+"""The complete rotation: generate-keys.sh's set (api-keys is inside jwt-secret), the
+asymmetric signing key (replaced at once) and the opaque keys; the database first, as
+everything else reconnects to it. Not smtp (given) nor realtime-db-enc-key (refused)."""
 
 
 def _build_all(entries: Mapping[str, Secret]) -> Secret:
@@ -689,14 +943,16 @@ def _build_all(entries: Mapping[str, Secret]) -> Secret:
         env_keys=tuple(key for m in members for key in m.env_keys),
         required_keys=("POSTGRES_PASSWORD", "JWT_SECRET", "ANON_KEY", "SERVICE_ROLE_KEY"),
         impact=(
-            "Every signed-in user is logged out, every client holding an old API key stops "
-            "working until updated, and the whole stack restarts. SMTP credentials (issued "
-            "by your provider) and REALTIME_DB_ENC_KEY are not changed."
+            "Every client holding an old API key stops working until updated, and the whole "
+            "stack restarts. SMTP credentials (issued by your provider) and "
+            "REALTIME_DB_ENC_KEY are not changed."
         ),
-        logs_out_users=True,
+        logs_out_users=False,
         risk=Risk.CRITICAL,
         db_roles=DB_ROLES,
         resets_pooler_tenant=True,
+        signs_sessions=True,
+        updates_analytics_users=True,
         members=_ALL_MEMBERS,
         checklist=tuple(checklist),
     )
@@ -743,3 +999,43 @@ def get_secret(name: str) -> Secret:
             # The name is not echoed: a value pasted by mistake must not travel on.
             f"unknown secret; choose one of: {', '.join(secret_names())}"
         ) from None
+
+
+_PHASE_IMPACTS = {
+    Phase.STANDBY: (
+        "Nobody notices: the new key is published beside the current one, which still "
+        "signs. The services that verify tokens restart one after another (a few seconds "
+        "each), Auth last."
+    ),
+    Phase.ROTATE: (
+        "Nobody is signed out: new sessions are signed with the new key and tokens from the "
+        "old one keep verifying until they expire. Auth, the API gateway and the Dashboard "
+        "restart (a few seconds each)."
+    ),
+    Phase.REVOKE: (
+        "Nobody is signed out: every token the old key signed has expired. The services "
+        "that verify tokens restart one after another, Auth last."
+    ),
+    Phase.REPLACE: (
+        "Access tokens signed with the old key stop verifying at once (apps refresh them, "
+        "unless sessions are revoked too); the gateway's internal asymmetric keys are "
+        "re-signed, so clients' sb_ keys keep working. Auth, the verifying services, the "
+        "gateway and the Dashboard restart."
+    ),
+}
+
+SESSIONS_REVOKED = (
+    "Every signed-in user is signed out and must sign in again: all sessions and refresh "
+    "tokens are deleted, so a stolen one is useless."
+)
+
+
+def describe_impact(secret: Secret, options: RotationOptions) -> tuple[str, bool]:
+    """What users notice for this rotation, and whether it signs them out."""
+    text = secret.impact
+    if secret.name == "jwt-signing-key":
+        phase = options.phase or (Phase.REPLACE if options.mode is Mode.COMPROMISE else None)
+        text = _PHASE_IMPACTS[phase] if phase is not None else text
+    if options.sessions_revoked(secret):
+        return f"{SESSIONS_REVOKED} {text}", True
+    return text, False

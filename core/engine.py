@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -29,17 +30,22 @@ from core.adapters.postgres import (
     DbAddress,
     PasswordChange,
     accepts_password,
+    analytics_users_holding,
     change_shared_password,
     connect_as,
     password_evidence,
+    replace_analytics_user_key,
     reset_pooler_tenant,
+    revoke_sessions,
+    sessions_before,
     shared_password_script,
     wait_until_accepting,
 )
 from core.audit import AuditLog, new_record
 from core.backups import prune
-from core.catalogue import Secret, Source, get_secret
+from core.catalogue import RotationOptions, Secret, Source, get_secret
 from core.checklist import ChecklistItem, Evidence, build_checklist
+from core.consistency import refuse_inconsistent
 from core.deployment import Deployment
 from core.envfile import EnvFile, backup, write_atomic
 from core.errors import (
@@ -53,9 +59,12 @@ from core.errors import (
     StepFailed,
     VerificationFailed,
 )
-from core.journal import JournalState, Phase, Step
+from core.journal import JournalState, Step
+from core.journal import Phase as JournalPhase
+from core.key_schedule import record_phase, with_phase
 from core.lock import deployment_lock
 from core.plan import Plan, make_plan
+from core.pooler import pooler_service, update_pooler_credentials
 from core.probes import Probe, ProbeSettings, SkippedProbe, probes_for
 from core.progress import (
     CheckResult,
@@ -72,6 +81,7 @@ from core.progress import (
 from core.redact import redact
 from core.restart import recreate_in_order
 from core.runtime import Runtime
+from core.signing_keys import Phase
 from core.verify import (
     ADMIN_ROLE,
     check_db_passwords,
@@ -108,6 +118,8 @@ class RotationResult:
     failed_service: str = ""
     failed_logs: str = ""
     """The failed service's last log lines, secrets redacted."""
+    next_step: str = ""
+    """What to run next, when the rotation has more phases (jwt-signing-key)."""
 
 
 def new_rotation_id() -> str:
@@ -168,8 +180,10 @@ class Engine:
         *,
         given: Mapping[str, str] | None = None,
         rotation_id: str | None = None,
+        options: RotationOptions | None = None,
     ) -> RotationResult:
         secret = get_secret(secret_name)
+        options = options or RotationOptions()
         rotation_id = rotation_id or new_rotation_id()
         self.deployment.ensure_state_dir()
         with deployment_lock(self.deployment.state_dir), self._interruptible():
@@ -183,8 +197,9 @@ class Engine:
             # waited changed .env, and undoing this one later must not undo that one.
             self.deployment = self.deployment.reload()
             current = self.deployment.values()
-            new = secret.new_values(current, self._given(secret, given))
-            plan = make_plan(self.deployment, secret, new)
+            options = with_phase(secret, options, self.deployment.state_dir, current)
+            new = secret.new_values(current, self._given(secret, given), options=options)
+            plan = make_plan(self.deployment, secret, new, options)
             if self.confirm is not None and not self.confirm(plan):
                 raise InputError("cancelled; nothing was changed")
             state = JournalState(
@@ -213,7 +228,7 @@ class Engine:
             state = self.journal.load()
             self._tell_staged(state)
             plan = Plan.from_json(state.plan)
-            committed = state.reached(Step.COMMIT) and state.phase is Phase.FORWARD
+            committed = state.reached(Step.COMMIT) and state.phase is JournalPhase.FORWARD
             target = state.new if committed else state.old
             try:
                 self._bring_back(plan)
@@ -255,7 +270,7 @@ class Engine:
                     self._tell_staged(state)  # the journal write around this step stages
                     done.detail = f"{len(state.new)} new value(s) in the journal (mode 0600)"
             with self._step(state, Step.APPLY) as done:
-                done.detail = self._set_database(plan, state, target=state.new, other=state.old)
+                done.detail = self._apply(plan, state, target=state.new, other=state.old)
             with self._step(state, Step.COMMIT) as done:
                 self._set_env(state.new)
                 done.detail = "keys written: " + ", ".join(plan.env_keys)
@@ -273,6 +288,7 @@ class Engine:
             return self._roll_back(state, plan, reason=reason)
         self._emit(StepStarted(Step.FINISH.value))
         checklist = build_checklist(plan, checks, self._evidence(state))
+        next_step = self._record_signing_phase(plan, state)
         self.journal.remove()
         self._audit(state, "finished", f"services recreated: {', '.join(plan.services) or 'none'}")
         self._emit(StepFinished(Step.FINISH.value, "journal removed, audit record written"))
@@ -284,6 +300,7 @@ class Engine:
             plan=plan,
             checks=checks,
             checklist=checklist,
+            next_step=next_step,
         )
 
     def _roll_back(
@@ -291,10 +308,10 @@ class Engine:
     ) -> RotationResult:
         self._emit(Note(f"rolling back: {reason}"))
         try:
-            state.phase = Phase.ROLLING_BACK
+            state.phase = JournalPhase.ROLLING_BACK
             self.journal.save(state)
             self._emit(StepStarted("rollback", "restoring the old values"))
-            self._set_database(plan, state, target=state.old, other=state.new)
+            self._apply(plan, state, target=state.old, other=state.new)
             self._set_env(state.old)
             # Apply (and undoing it) resets the pooler's stored tenant, which only a
             # recreated pooler puts back: once apply may have run, recreate as after commit.
@@ -338,6 +355,7 @@ class Engine:
         the services ready now (verification expects them ready afterwards) and the roles
         the apply step changes. Returns the step's line for the report."""
         self.deployment.env.replace(state.new)  # every key has a line to rewrite, or an error
+        refuse_inconsistent(current, plan.env_keys)
         self._check_writable()
         shadowed = sorted(key for key in plan.env_keys if key in os.environ)
         if shadowed:
@@ -430,6 +448,27 @@ class Engine:
 
     # --------------------------------------------------------------- the moves
 
+    def _apply(
+        self,
+        plan: Plan,
+        state: JournalState,
+        *,
+        target: Mapping[str, str],
+        other: Mapping[str, str],
+    ) -> str:
+        """Bring everything outside .env to `target`: the role passwords, the pooler's
+        stored tenant, Logflare's legacy key; and, going forward in a rotation that revokes
+        them, Auth's sessions. Each part is idempotent. Returns what was done."""
+        done = [self._set_database(plan, state, target=target, other=other)]
+        if plan.resets_pooler_tenant and not self.via_socket:
+            done.append(self._set_pooler(plan, target))
+        public = "LOGFLARE_PUBLIC_ACCESS_TOKEN"
+        if plan.updates_analytics_users and target.get(public) and other.get(public):
+            done.append(self._set_analytics_key(other[public], target[public]))
+        if plan.revokes_sessions and target is state.new:
+            done.append(self._revoke_sessions(state))
+        return "; ".join(part for part in done if part) or "nothing to change outside .env"
+
     def _set_database(
         self,
         plan: Plan,
@@ -439,24 +478,20 @@ class Engine:
         other: Mapping[str, str],
     ) -> str:
         """Make the database roles accept target[POSTGRES_PASSWORD], whatever they accept
-        now; or, when only VAULT_ENC_KEY changes, reset the pooler's stored tenant.
-        Returns what was done, for the report."""
-        env = self.deployment.values()
-        host, port = env.get("POSTGRES_HOST") or "db", int(env.get("POSTGRES_PORT") or "5432")
+        now. Returns what was done, for the report."""
         roles = state.db_roles or list(plan.db_roles)
         if not roles or PASSWORD_KEY not in target:
-            if plan.resets_pooler_tenant:
-                reset = reset_pooler_tenant(self._db_address(), ADMIN_ROLE, env[PASSWORD_KEY])
-                return "pooler tenant reset" if reset else "no pooler schema to reset"
-            return "nothing to change outside .env"
+            return ""
+        env = self.deployment.values()
+        host, port = env.get("POSTGRES_HOST") or "db", int(env.get("POSTGRES_PORT") or "5432")
         wanted, previous = target[PASSWORD_KEY], other[PASSWORD_KEY]
         if self.via_socket:
             return self._set_database_via_socket(roles, wanted, previous, host, port)
         address = self._db_address()
         if accepts_password(address, ADMIN_ROLE, wanted):
             # Already there: the change is one transaction, so the admin role accepting
-            # the target means every role does. Skipping it spares the pooler a reset.
-            return f"the database already accepts that password: nothing to change ({ADMIN_ROLE})"
+            # the target means every role does.
+            return f"the database already accepts that password ({ADMIN_ROLE}): no change"
         change = change_shared_password(
             address,
             ADMIN_ROLE,
@@ -465,8 +500,57 @@ class Engine:
             roles,
             analytics_host=host,
             analytics_port=port,
+            reset_pooler=False,  # _set_pooler: through Supavisor's API where it can
         )
         return _describe_change(change)
+
+    def _set_pooler(self, plan: Plan, target: Mapping[str, str]) -> str:
+        """The pooler's stored tenant holds the database password, encrypted with
+        VAULT_ENC_KEY: update it through Supavisor's API when only the password changes,
+        else drop it (upstream's way) so the recreated pooler makes it again."""
+        env = self.deployment.values()
+        password = target.get(PASSWORD_KEY) or env[PASSWORD_KEY]
+        service = pooler_service(self.deployment.compose, env)
+        running = self.runtime.services(self.deployment.compose)
+        why = ""
+        if "VAULT_ENC_KEY" in plan.env_keys:
+            why = "VAULT_ENC_KEY changes, so the stored tenant cannot be kept"
+        elif service is None or service not in running or running[service].status != "running":
+            why = "no running pooler to ask"
+        else:
+            update = update_pooler_credentials(
+                self.runtime,
+                self.deployment.compose,
+                service,
+                tenant=env.get("POOLER_TENANT_ID", ""),
+                password=password,
+            )
+            if update.updated:
+                return update.detail
+            why = update.detail
+        reset = reset_pooler_tenant(self._db_address(), ADMIN_ROLE, password)
+        return f"pooler tenant reset ({why})" if reset else f"no pooler schema to reset ({why})"
+
+    def _set_analytics_key(self, old: str, new: str) -> str:
+        env = self.deployment.values()
+        changed = replace_analytics_user_key(
+            self._db_address(), ADMIN_ROLE, env[PASSWORD_KEY], old, new
+        )
+        if changed is None:
+            return "no _analytics.users table (Logflare not installed)"
+        return f"Logflare's legacy user key replaced in {changed} row(s)"
+
+    def _revoke_sessions(self, state: JournalState) -> str:
+        env = self.deployment.values()
+        state.sessions_revoked_at = time.time()
+        self.journal.save(state)
+        revoked = revoke_sessions(self._db_address(), ADMIN_ROLE, env[PASSWORD_KEY])
+        if revoked is None:
+            return "no auth schema: no session to revoke"
+        return (
+            f"revoked {revoked.sessions} session(s) and {revoked.refresh_tokens} refresh "
+            "token(s): everyone signs in again"
+        )
 
     def _set_database_via_socket(
         self, roles: Sequence[str], wanted: str, previous: str, host: str, port: int
@@ -509,6 +593,7 @@ class Engine:
             self.deployment.values(),
             plan.services,
             announce=lambda services: self._emit(Note("recreating " + ", ".join(services))),
+            after=dict(plan.restart_after),
         )
         return f"recreated and ready: {', '.join(plan.services)}" if plan.services else "none"
 
@@ -537,6 +622,11 @@ class Engine:
             checks += check_db_passwords(
                 self._db_address(), roles, accepted[PASSWORD_KEY], old, accepted_is=accepted_is
             )
+        if plan.revokes_sessions and state.sessions_revoked_at and accepted is state.new:
+            checks.append(self._check_sessions_revoked(state.sessions_revoked_at))
+        public = "LOGFLARE_PUBLIC_ACCESS_TOKEN"
+        if plan.updates_analytics_users and refused and refused.get(public):
+            checks.append(self._check_analytics_key(refused[public], refused_is))
         for probe in self._probes(
             plan.env_keys, accepted=accepted, refused=refused, accepted_is=accepted_is
         ):
@@ -550,6 +640,30 @@ class Engine:
                 step=Step.VERIFY.value,
             )
         return checks
+
+    def _check_sessions_revoked(self, since: float) -> CheckResult:
+        name = "no session from before the rotation survives"
+        left = sessions_before(
+            self._db_address(), ADMIN_ROLE, self.deployment.values()[PASSWORD_KEY], since
+        )
+        if left is None:
+            return CheckResult(name, None, "no auth schema in the database")
+        ok = left.sessions == 0 and left.refresh_tokens == 0
+        return CheckResult(
+            name,
+            ok,
+            f"{left.sessions} session(s) and {left.refresh_tokens} refresh token(s) older "
+            "than the revocation",
+        )
+
+    def _check_analytics_key(self, token: str, which: str) -> CheckResult:
+        name = f"Logflare's legacy user key is not the {which} public token"
+        holding = analytics_users_holding(
+            self._db_address(), ADMIN_ROLE, self.deployment.values()[PASSWORD_KEY], token
+        )
+        if holding is None:
+            return CheckResult(name, None, "no _analytics.users table")
+        return CheckResult(name, holding == 0, f"{holding} user(s) still hold it")
 
     def _probes(
         self,
@@ -569,6 +683,35 @@ class Engine:
             settings=settings,
             accepted_is=accepted_is,
         )
+
+    # --------------------------------------------------------- signing-key phases
+
+    def _record_signing_phase(self, plan: Plan, state: JournalState) -> str:
+        """Note a finished signing-key phase; returns the next step to tell people."""
+        changed = "JWT_KEYS" in state.new and "jwt-signing-key" in (plan.members or (plan.secret,))
+        if not changed:
+            return ""
+        phase = Phase.REPLACE if plan.members else plan.rotation_options.phase
+        if phase is None:
+            return ""
+        expiry = self.deployment.values().get("JWT_EXPIRY", "")
+        record = record_phase(
+            self.deployment.state_dir,
+            phase,
+            state.old["JWT_KEYS"],
+            state.new["JWT_KEYS"],
+            jwt_expiry_s=int(expiry) if expiry.isdigit() else None,
+        )
+        command = f"rotator rotate jwt-signing-key --project {self.deployment.directory}"
+        if record is None:
+            return ""
+        if record.finished is Phase.STANDBY:
+            return (
+                f"next: `{command}` (rotate: the new key signs). Any time; wait 20 minutes "
+                "first if something outside the stack caches the published JWKS."
+            )
+        when = datetime.fromtimestamp(record.revoke_after, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return f"next: `{command}` at {when} or later (revoke: the old key is removed)."
 
     # ------------------------------------------------------------------ recovery
 

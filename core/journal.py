@@ -58,6 +58,8 @@ class JournalState:
     phase: Phase = Phase.FORWARD
     ready_services: list[str] = field(default_factory=list)
     """Services ready at preflight: the ones verification expects ready afterwards."""
+    sessions_revoked_at: float = 0.0
+    """When apply revoked Auth's sessions (0: it did not); verification looks for older ones."""
     db_roles: list[str] = field(default_factory=list)
     """The roles apply changes: the plan's, plus supabase_read_only_user when preflight
     found it shares the password. Empty in journals from before it existed: the plan's."""

@@ -11,7 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.catalogue import Secret, Source, get_secret
+from core.catalogue import RotationOptions, Secret, Source, describe_impact, get_secret
+from core.consistency import platform_warnings
+from core.signing_keys import Phase
 
 if TYPE_CHECKING:
     from core.deployment import Deployment
@@ -41,6 +43,14 @@ class Plan:
     """For `all`: the catalogue entries it covers, in order."""
     notes: tuple[str, ...] = field(default=())
     """Warnings for people (keys skipped because they are not configured, ...)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """RotationOptions.to_json(): the mode, the signing-key phase, session revocation."""
+    revokes_sessions: bool = False
+    """Auth's sessions and refresh tokens are deleted in the apply step."""
+    updates_analytics_users: bool = False
+    """Logflare's legacy copy of the public token (`_analytics.users.api_key`) changes too."""
+    restart_after: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Order beyond depends_on: (service, the planned services ready before it)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,6 +66,10 @@ class Plan:
             "resets_pooler_tenant": self.resets_pooler_tenant,
             "members": list(self.members),
             "notes": list(self.notes),
+            "options": dict(self.options),
+            "revokes_sessions": self.revokes_sessions,
+            "updates_analytics_users": self.updates_analytics_users,
+            "restart_after": [[service, list(first)] for service, first in self.restart_after],
         }
 
     @classmethod
@@ -74,7 +88,17 @@ class Plan:
             resets_pooler_tenant=bool(data.get("resets_pooler_tenant", False)),
             members=tuple(data.get("members", ())),
             notes=tuple(data.get("notes", ())),
+            options=dict(data.get("options") or {}),
+            revokes_sessions=bool(data.get("revokes_sessions", False)),
+            updates_analytics_users=bool(data.get("updates_analytics_users", False)),
+            restart_after=tuple(
+                (str(service), tuple(first)) for service, first in data.get("restart_after", ())
+            ),
         )
+
+    @property
+    def rotation_options(self) -> RotationOptions:
+        return RotationOptions.from_json(self.options)
 
 
 SECONDS_PER_LEVEL = 10
@@ -84,16 +108,24 @@ PLACEHOLDER = "rotator-plan-placeholder-value"
 """Stands in for values a person will supply (smtp), so the plan can be computed before."""
 
 
-def make_plan(deployment: Deployment, secret: Secret, new: Mapping[str, str] | None = None) -> Plan:
+def make_plan(
+    deployment: Deployment,
+    secret: Secret,
+    new: Mapping[str, str] | None = None,
+    options: RotationOptions | None = None,
+) -> Plan:
     """Compute what rotating `secret` changes in `deployment`.
 
     `new` is the engine's staged values; without it, throwaway values are
     generated, which change the same keys and so the same services.
     """
+    options = options or RotationOptions()
     current = deployment.values()
     if new is None:
         placeholders = {key: PLACEHOLDER for key in secret.given_keys if key in current}
-        new = secret.new_values(current, placeholders if secret.source is Source.GIVEN else None)
+        new = secret.new_values(
+            current, placeholders if secret.source is Source.GIVEN else None, options=options
+        )
     changed = {key: value for key, value in new.items() if current.get(key) != value}
     after = current | changed
     services = deployment.compose.changed_services(current, after)
@@ -110,6 +142,18 @@ def make_plan(deployment: Deployment, secret: Secret, new: Mapping[str, str] | N
             f"no service in {files} uses {', '.join(sorted(changed))}: .env changes, "
             "nothing is recreated",
         )
+    if roles:
+        notes += (
+            "supabase_read_only_user changes too if the current password logs in as it "
+            "(checked before anything changes)",
+        )
+    if secret.name == "jwt-secret" and current.get("JWT_KEYS"):
+        notes += (
+            "the asymmetric signing key in JWT_KEYS is a secret of its own: after a leak, "
+            "rotate jwt-signing-key too (or all)",
+        )
+    notes += tuple(platform_warnings(current))
+    impact, logs_out = describe_impact(secret, options)
     return Plan(
         secret=secret.name,
         title=secret.title,
@@ -117,13 +161,32 @@ def make_plan(deployment: Deployment, secret: Secret, new: Mapping[str, str] | N
         services=ordered,
         restart_levels=tuple(tuple(level) for level in levels),
         db_roles=roles,
-        impact=secret.impact,
-        logs_out_users=secret.logs_out_users,
+        impact=impact,
+        logs_out_users=logs_out,
         downtime_estimate_s=_downtime_estimate(deployment, levels),
         resets_pooler_tenant=any(member.resets_pooler_tenant for member in covered),
         members=tuple(members),
         notes=notes,
+        options=options.to_json(),
+        revokes_sessions=options.sessions_revoked(secret),
+        updates_analytics_users=any(member.updates_analytics_users for member in covered),
+        restart_after=_signing_key_order(options, ordered),
     )
+
+
+VERIFIERS = ("rest", "realtime", "storage", "functions")
+"""The services that verify tokens with JWT_JWKS besides Auth (zero-logout-jwt.md)."""
+
+
+def _signing_key_order(
+    options: RotationOptions, services: tuple[str, ...]
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """In standby and revoke Auth is recreated last, once every verifier knows the new key
+    set: a token Auth accepts then verifies everywhere (zero-logout-jwt.md, section 5)."""
+    if options.phase not in (Phase.STANDBY, Phase.REVOKE) or "auth" not in services:
+        return ()
+    first = tuple(s for s in services if s in VERIFIERS)
+    return (("auth", first),) if first else ()
 
 
 def _downtime_estimate(deployment: Deployment, levels: list[list[str]]) -> int:

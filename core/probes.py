@@ -32,14 +32,16 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from core.adapters.postgres import DbAddress, accepts_password
 from core.errors import DatabaseError
-from core.jwtkeys import sign_hs256
+from core.jwtkeys import JwkError, sign_hs256
 from core.progress import CheckResult
+from core.signing_keys import KeySet, kid_of, sign_es256
 
 __all__ = [
     "GATEWAY_PREFIX",
@@ -69,7 +71,8 @@ API_KEYS = (
 
 ADMIN_KEYS = ("SERVICE_ROLE_KEY", "SERVICE_ROLE_KEY_ASYMMETRIC")
 GATEWAY_PROBED_KEYS = frozenset(
-    {*API_KEYS, "DASHBOARD_PASSWORD", "JWT_SECRET", "POSTGRES_PASSWORD", "PG_META_CRYPTO_KEY"}
+    {*API_KEYS, "DASHBOARD_PASSWORD", "JWT_SECRET", "JWT_KEYS", "POSTGRES_PASSWORD"}
+    | {"PG_META_CRYPTO_KEY"}
 )
 """Keys some gateway probe checks (postgres-meta is reached through the gateway too)."""
 """The values the gateway lets through to /pg/ (postgres-meta) and the OpenAPI root."""
@@ -292,24 +295,31 @@ def probes_for(
                 accepted["DASHBOARD_PASSWORD"],
                 stale("DASHBOARD_PASSWORD"),
             )
-        if "JWT_SECRET" in keys and accepted.get("JWT_SECRET") and accepted.get("SERVICE_ROLE_KEY"):
-            service_key = accepted["SERVICE_ROLE_KEY"]
-            chosen += _pair(
-                f"{GATEWAY_PREFIX}a token signed with JWT_SECRET, at PostgREST",
-                accepted_is,
-                refused_is,
-                lambda secret: HttpProbe(
-                    "",
-                    gateway,
-                    "/rest/v1/",
-                    {"apikey": service_key, "Authorization": f"Bearer {_probe_token(secret)}"},
-                    Expect.ACCEPTED,
-                ),
-                accepted["JWT_SECRET"],
-                stale("JWT_SECRET"),
+        service_key = accepted.get("SERVICE_ROLE_KEY") or env.get("SERVICE_ROLE_KEY", "")
+        if "JWT_SECRET" in keys and accepted.get("JWT_SECRET") and service_key:
+            old_secret = stale("JWT_SECRET")
+            chosen += _token_probes(
+                gateway,
+                service_key,
+                "a token signed with JWT_SECRET",
+                {f"the {accepted_is} secret": _hs256_token(accepted["JWT_SECRET"])},
+                {f"the {refused_is} secret": _hs256_token(old_secret)} if old_secret else {},
+            )
+        if "JWT_KEYS" in keys and accepted.get("JWT_KEYS") and service_key:
+            trusted = _signing_kids(accepted.get("JWT_KEYS", ""))
+            gone = {
+                kid: jwk
+                for kid, jwk in _signing_kids((refused or {}).get("JWT_KEYS", "")).items()
+                if kid not in trusted
+            }
+            chosen += _token_probes(
+                gateway,
+                service_key,
+                "a token signed with",
+                {f"key {kid[:8]}": _es256_token(jwk) for kid, jwk in trusted.items()},
+                {f"key {kid[:8]} (removed)": _es256_token(jwk) for kid, jwk in gone.items()},
             )
         meta_keys = {"POSTGRES_PASSWORD", "PG_META_CRYPTO_KEY"} & set(keys)
-        service_key = accepted.get("SERVICE_ROLE_KEY") or env.get("SERVICE_ROLE_KEY", "")
         if meta_keys and service_key and env.get("PG_META_CRYPTO_KEY"):
             chosen += _meta_probes(
                 gateway, service_key, env, accepted, refused, accepted_is, refused_is
@@ -389,16 +399,67 @@ def _basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-def _probe_token(secret: str) -> str:
-    """A short-lived service_role token signed with `secret`, as a backend would hold."""
+TOKEN_ENDPOINTS = (
+    ("PostgREST", "/rest/v1/", (401, 403)),
+    ("Auth", "/auth/v1/admin/users?page=1&per_page=1", (401, 403)),
+    # storage-api answers a token it cannot verify with HTTP 400 ({"statusCode": "403"}).
+    ("Storage", "/storage/v1/bucket", (400, 401, 403)),
+)
+"""Where a service_role token is checked, by each service that verifies tokens itself."""
+
+
+def _token_probes(
+    gateway: str,
+    service_key: str,
+    label: str,
+    accepted: Mapping[str, str],
+    refused: Mapping[str, str],
+) -> list[Probe]:
+    """Each token at each service: the accepted ones 2xx, the refused ones 401/403 there."""
+    probes: list[Probe] = []
+    for service, path, refusals in TOKEN_ENDPOINTS:
+        for expect, tokens in ((Expect.ACCEPTED, accepted), (Expect.REFUSED, refused)):
+            for what, token in tokens.items():
+                suffix = " refused" if expect is Expect.REFUSED else ""
+                probes.append(
+                    HttpProbe(
+                        f"{GATEWAY_PREFIX}{label} {what} at {service}{suffix}",
+                        gateway,
+                        path,
+                        {"apikey": service_key, "Authorization": f"Bearer {token}"},
+                        expect,
+                        refused_statuses=refusals,
+                    )
+                )
+    return probes
+
+
+def _probe_claims() -> dict[str, Any]:
+    """A short-lived service_role token's claims, as a backend's would be."""
     now = int(time.time())
-    claims = {
+    return {
         "role": "service_role",
         "iss": "supabase",
         "iat": now,
         "exp": now + PROBE_TOKEN_LIFETIME_S,
     }
-    return sign_hs256(claims, secret)
+
+
+def _hs256_token(secret: str) -> str:
+    return sign_hs256(_probe_claims(), secret)
+
+
+def _es256_token(jwk: dict[str, Any]) -> str:
+    return sign_es256(_probe_claims(), jwk)
+
+
+def _signing_kids(jwt_keys: str) -> dict[str, dict[str, Any]]:
+    """kid -> private JWK of every asymmetric key in a JWT_KEYS value ({} when unreadable)."""
+    try:
+        keys = KeySet.parse(jwt_keys)
+    except JwkError:
+        return {}
+    return {kid_of(k): k for k in keys.asymmetric}
 
 
 # --- postgres-meta ------------------------------------------------------------------------------

@@ -19,6 +19,11 @@ def format_plan(plan: Plan) -> str:
         lines.append(f"  database roles:    {', '.join(plan.db_roles)}")
     levels = " → ".join("[" + ", ".join(level) + "]" for level in plan.restart_levels)
     lines.append(f"  recreated, in order: {levels or 'none'}")
+    options = plan.rotation_options
+    mode = options.mode.value + (f", phase {options.phase.value}" if options.phase else "")
+    lines.append(f"  mode:              {mode}")
+    if plan.revokes_sessions:
+        lines.append("  sessions:          every session and refresh token is revoked")
     lines.append(f"  downtime estimate: ~{plan.downtime_estimate_s}s")
     lines.append(f"  users will notice: {plan.impact}")
     lines += [f"  note: {note}" for note in plan.notes]
@@ -43,6 +48,8 @@ def format_result(result: RotationResult) -> str:
             )
     lines = [head, "Verification:"]
     lines += [f"  {c.mark} {c.name}: {c.evidence}" for c in result.checks]
+    if result.next_step:
+        lines.append(result.next_step)
     if result.checklist:
         lines.append("Security checklist:")
         for item in result.checklist:

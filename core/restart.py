@@ -23,13 +23,18 @@ def recreate_in_order(
     services: Sequence[str],
     *,
     announce: Callable[[list[str]], None],
+    after: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
     """Recreate `services` (in restart order) and return when all of them are ready.
 
+    `after` adds order compose does not know: a service waits for these planned ones too.
     Raises RuntimeFailure (from the runtime) naming the service that failed.
     """
     planned = list(services)
     gates = {service: planned_dependencies(compose, service, set(planned)) for service in planned}
+    for service, first in (after or {}).items():
+        if service in gates:
+            gates[service] |= set(first) & set(planned)
     pending, recreated, ready = list(planned), list[str](), set[str]()
     while pending:
         startable = [service for service in pending if gates[service] <= ready]

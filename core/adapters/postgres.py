@@ -50,12 +50,17 @@ __all__ = [
     "DbAddress",
     "PasswordChange",
     "RoleEvidence",
+    "SessionsRevoked",
     "accepts_password",
+    "analytics_users_holding",
     "change_shared_password",
     "connect_as",
     "map_psycopg_errors",
     "password_evidence",
+    "replace_analytics_user_key",
     "reset_pooler_tenant",
+    "revoke_sessions",
+    "sessions_before",
     "shared_password_script",
     "wait_until_accepting",
 ]
@@ -447,14 +452,16 @@ def change_shared_password(
     *,
     analytics_host: str,
     analytics_port: int,
+    reset_pooler: bool = True,
     lock_timeout_s: float = 10,
 ) -> PasswordChange:
     """Give every existing role in `roles` the password `new`, in ONE transaction, with
     what `utils/db-passwd.sh` does besides (same database as the script: `_supabase`
     if it exists, else `address.dbname`):
 
-    - `_supavisor` is dropped and recreated empty, owned by supabase_admin, so the
-      pooler recreates its tenant with the new password on its next start;
+    - with `reset_pooler`, `_supavisor` is dropped and recreated empty, owned by
+      supabase_admin, so the pooler recreates its tenant with the new password on its
+      next start (the caller passes False when the pooler's API updated it instead);
     - `_analytics.source_backends` rows of type postgres get the new `config.url`.
 
     Either everything is committed or nothing is. Idempotent for the same `new`.
@@ -466,23 +473,54 @@ def change_shared_password(
     """
     if not new:
         raise ValueError("the new password is empty")
-    conn = connect_as(address, admin_role, current)
+    conn = _metadata_connection(address, admin_role, current)
     try:
-        with map_psycopg_errors(f'looking for database "{SUPABASE_METADATA_DB}"', address):
-            found = conn.execute(
-                "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", [SUPABASE_METADATA_DB]
-            ).fetchone()
-        target = SUPABASE_METADATA_DB if found else address.dbname
-        if target != address.dbname:
-            conn.close()
-            conn = connect_as(address, admin_role, current, dbname=target)
         analytics_url = analytics_backend_url(new, analytics_host, analytics_port)
         # The outer mapping covers BEGIN, COMMIT and a ROLLBACK that itself fails.
         with (
             map_psycopg_errors("the password change transaction", address),
             conn.transaction(),
         ):
-            return _change_in_transaction(conn, address, new, roles, analytics_url, lock_timeout_s)
+            return _change_in_transaction(
+                conn, address, new, roles, analytics_url, lock_timeout_s, reset_pooler
+            )
+    finally:
+        conn.close()
+
+
+def _metadata_connection(address: DbAddress, role: str, password: str) -> Connection:
+    """A connection to `_supabase` (Supavisor's and Logflare's database) if it exists, else
+    to `address.dbname`, as upstream's db-passwd.sh chooses."""
+    conn = connect_as(address, role, password)
+    with map_psycopg_errors(f'looking for database "{SUPABASE_METADATA_DB}"', address):
+        found = conn.execute(
+            "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", [SUPABASE_METADATA_DB]
+        ).fetchone()
+    if not found or address.dbname == SUPABASE_METADATA_DB:
+        return conn
+    conn.close()
+    return connect_as(address, role, password, dbname=SUPABASE_METADATA_DB)
+
+
+@contextmanager
+def _transaction(
+    conn: Connection, address: DbAddress, what: str, lock_timeout_s: float = 10
+) -> Iterator[_Run]:
+    """One transaction on `conn`, closed afterwards; yields `run(action, query, params)`
+    whose errors name `action`, never the statement."""
+
+    def run(action: str, query: sql.SQL | sql.Composed | str, params: Sequence[Any] = ()) -> Any:
+        with map_psycopg_errors(action, address):
+            return conn.execute(query, params or None)
+
+    try:
+        with map_psycopg_errors(what, address), conn.transaction():
+            run(
+                "setting lock_timeout",
+                "SELECT set_config('lock_timeout', %s, true)",
+                [f"{max(1, round(lock_timeout_s * 1000))}ms"],
+            )
+            yield run
     finally:
         conn.close()
 
@@ -516,31 +554,111 @@ def reset_pooler_tenant(
 ) -> bool:
     """Reset the pooler's stored tenant alone (when VAULT_ENC_KEY changes, the stored
     tenant can no longer be decrypted). True when `_supavisor` existed and was reset."""
+    conn = _metadata_connection(address, admin_role, password)
+    with _transaction(conn, address, "the pooler reset transaction", lock_timeout_s) as run:
+        return _reset_pooler_schema(run)
+
+
+@dataclass(frozen=True)
+class SessionsRevoked:
+    sessions: int
+    refresh_tokens: int
+
+
+@_detached
+def revoke_sessions(address: DbAddress, admin_role: str, password: str) -> SessionsRevoked | None:
+    """Delete every Auth session and refresh token (in `address.dbname`, where GoTrue keeps
+    the auth schema), in one transaction. None when there is no auth schema."""
     conn = connect_as(address, admin_role, password)
-    try:
-        with map_psycopg_errors(f'looking for database "{SUPABASE_METADATA_DB}"', address):
-            found = conn.execute(
-                "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", [SUPABASE_METADATA_DB]
-            ).fetchone()
-        if found and address.dbname != SUPABASE_METADATA_DB:
-            conn.close()
-            conn = connect_as(address, admin_role, password, dbname=SUPABASE_METADATA_DB)
+    with _transaction(conn, address, "the session revocation transaction") as run:
+        found = run(
+            "looking for auth.sessions",
+            "SELECT to_regclass('auth.sessions') IS NOT NULL,"
+            " to_regclass('auth.refresh_tokens') IS NOT NULL",
+        ).fetchone()
+        if not found or not all(found):
+            return None
+        tokens = run("DELETE FROM auth.refresh_tokens", "DELETE FROM auth.refresh_tokens").rowcount
+        sessions = run("DELETE FROM auth.sessions", "DELETE FROM auth.sessions").rowcount
+        return SessionsRevoked(max(sessions, 0), max(tokens, 0))
 
-        def run(
-            action: str, query: sql.SQL | sql.Composed | str, params: Sequence[Any] = ()
-        ) -> Any:
-            with map_psycopg_errors(action, address):
-                return conn.execute(query, params or None)
 
-        with map_psycopg_errors("the pooler reset transaction", address), conn.transaction():
-            run(
-                "setting lock_timeout",
-                "SELECT set_config('lock_timeout', %s, true)",
-                [f"{max(1, round(lock_timeout_s * 1000))}ms"],
-            )
-            return _reset_pooler_schema(run)
-    finally:
-        conn.close()
+@_detached
+def sessions_before(
+    address: DbAddress, admin_role: str, password: str, moment: float
+) -> SessionsRevoked | None:
+    """Sessions and refresh tokens created before `moment` (a UNIX time) still in the
+    database: after a revocation, none. None when there is no auth schema."""
+    conn = connect_as(address, admin_role, password)
+    with _transaction(conn, address, "counting sessions") as run:
+        found = run(
+            "looking for auth.sessions",
+            "SELECT to_regclass('auth.sessions') IS NOT NULL,"
+            " to_regclass('auth.refresh_tokens') IS NOT NULL",
+        ).fetchone()
+        if not found or not all(found):
+            return None
+        row = run(
+            "counting sessions",
+            "SELECT (SELECT count(*) FROM auth.sessions WHERE created_at < to_timestamp(%s)),"
+            " (SELECT count(*) FROM auth.refresh_tokens WHERE created_at < to_timestamp(%s))",
+            [moment, moment],
+        ).fetchone()
+        return SessionsRevoked(int(row[0]), int(row[1])) if row else None
+
+
+@_detached
+def replace_analytics_user_key(
+    address: DbAddress, admin_role: str, password: str, old: str, new: str
+) -> int | None:
+    """Logflare keeps the first public token as its user's legacy API key (and accepts it):
+    give every user holding `old` the key `new`. The tokens travel as bound parameters.
+    Returns the rows changed, or None when there is no `_analytics.users` table."""
+    conn = _metadata_connection(address, admin_role, password)
+    with _transaction(conn, address, "the analytics key transaction") as run:
+        _silence_parameter_logging(run)
+        found = run(
+            "looking for _analytics.users", "SELECT to_regclass('_analytics.users') IS NOT NULL"
+        ).fetchone()
+        if not found or not found[0]:
+            return None
+        cursor = run(
+            "UPDATE _analytics.users",
+            "UPDATE _analytics.users SET api_key = %s WHERE api_key = %s",
+            [new, old],
+        )
+        return max(int(cursor.rowcount), 0)
+
+
+@_detached
+def analytics_users_holding(
+    address: DbAddress, admin_role: str, password: str, token: str
+) -> int | None:
+    """How many Logflare users still have `token` as their API key (None: no such table)."""
+    conn = _metadata_connection(address, admin_role, password)
+    with _transaction(conn, address, "reading _analytics.users") as run:
+        _silence_parameter_logging(run)
+        found = run(
+            "looking for _analytics.users", "SELECT to_regclass('_analytics.users') IS NOT NULL"
+        ).fetchone()
+        if not found or not found[0]:
+            return None
+        row = run(
+            "counting _analytics.users",
+            "SELECT count(*) FROM _analytics.users WHERE api_key = %s",
+            [token],
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
+def _silence_parameter_logging(run: _Run) -> None:
+    # Values travel as bound parameters; with log_statement on, the server would still log
+    # them. Only a superuser may turn that off (SUSET).
+    run(
+        "silencing parameter logging",
+        "SELECT set_config('log_parameter_max_length', '0', true)"
+        " WHERE current_setting('is_superuser') = 'on'",
+    )
 
 
 def _change_in_transaction(
@@ -550,6 +668,7 @@ def _change_in_transaction(
     roles: Sequence[str],
     analytics_url: str,
     lock_timeout_s: float,
+    reset_pooler: bool,
 ) -> PasswordChange:
     def run(action: str, query: sql.SQL | sql.Composed | str, params: Sequence[Any] = ()) -> Any:
         with map_psycopg_errors(action, address):
@@ -560,13 +679,7 @@ def _change_in_transaction(
         "SELECT set_config('lock_timeout', %s, true)",
         [f"{max(1, round(lock_timeout_s * 1000))}ms"],
     )
-    # The analytics URL is a bound parameter; with log_statement on, the server would
-    # still log parameter values. Only a superuser may turn that off (SUSET).
-    run(
-        "silencing parameter logging",
-        "SELECT set_config('log_parameter_max_length', '0', true)"
-        " WHERE current_setting('is_superuser') = 'on'",
-    )
+    _silence_parameter_logging(run)  # the analytics URL is a bound parameter
     wanted = list(dict.fromkeys(roles))
     existing = {
         name
@@ -603,7 +716,7 @@ def _change_in_transaction(
             ),
         )
 
-    pooler_reset = _reset_pooler_schema(run)
+    pooler_reset = _reset_pooler_schema(run) if reset_pooler else False
 
     analytics_updated = 0
     has_backends = run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +15,16 @@ from psycopg import sql
 
 from core.adapters.postgres import DbAddress, accepts_password
 from core.audit import AuditLog
+from core.catalogue import Mode, RotationOptions
 from core.deployment import Deployment
 from core.engine import Engine, Outcome
 from core.envfile import EnvFile
 from core.errors import DatabaseRefused, InputError, RecoveryNeeded, RotationInProgress
+from core.jwtkeys import b64url
+from core.key_schedule import KeySchedule
 from core.probes import ProbeSettings
 from core.progress import Event, Note, RecordingProgress, StepFinished
+from core.signing_keys import KeySet, Phase, api_keys_signed_by, kid_of, new_ec_key, verify_es256
 from tests.fakes import RecordingRuntime, make_mini_deployment
 
 pytestmark = pytest.mark.postgres
@@ -396,3 +401,125 @@ def test_the_checklist_is_ticked_from_evidence_and_old_backups_are_pruned(setup:
     backups = list((setup.directory / ".rotator" / "backups").iterdir())
     assert len(backups) == 1
     assert result.rotation_id in backups[0].name
+
+
+# --- sessions, Logflare's legacy key and the signing key -----------------------------------
+
+
+@pytest.fixture
+def auth_sessions(supabase_db: Any) -> Iterator[Any]:
+    """GoTrue's two session tables in the deployment's database, with rows in them."""
+    with supabase_db.admin_connect() as admin:
+        admin.execute("DROP SCHEMA IF EXISTS auth CASCADE")
+        admin.execute("CREATE SCHEMA auth AUTHORIZATION supabase_admin")
+        admin.execute(
+            "CREATE TABLE auth.sessions (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),"
+            " created_at timestamptz DEFAULT now())"
+        )
+        admin.execute(
+            "CREATE TABLE auth.refresh_tokens (id bigserial PRIMARY KEY, session_id uuid"
+            " REFERENCES auth.sessions ON DELETE CASCADE, created_at timestamptz DEFAULT now())"
+        )
+        admin.execute("ALTER TABLE auth.sessions OWNER TO supabase_admin")
+        admin.execute("ALTER TABLE auth.refresh_tokens OWNER TO supabase_admin")
+        for _ in range(2):
+            (session,) = admin.execute(
+                "INSERT INTO auth.sessions DEFAULT VALUES RETURNING id"
+            ).fetchone() or (None,)
+            admin.execute("INSERT INTO auth.refresh_tokens (session_id) VALUES (%s)", [session])
+    yield supabase_db
+    with supabase_db.admin_connect() as admin:
+        admin.execute("DROP SCHEMA IF EXISTS auth CASCADE")
+
+
+def _session_count(db: Any) -> int:
+    with db.admin_connect() as admin:
+        row = admin.execute("SELECT count(*) FROM auth.sessions").fetchone()
+    return int(row[0]) if row else -1
+
+
+def test_a_compromise_rotation_revokes_every_session_and_proves_none_survives(
+    setup: Setup, auth_sessions: Any
+) -> None:
+    result = setup.engine().rotate("jwt-secret", options=RotationOptions(mode=Mode.COMPROMISE))
+
+    assert result.outcome is Outcome.FINISHED
+    assert result.plan.revokes_sessions and result.plan.logs_out_users
+    assert _session_count(auth_sessions) == 0
+    check = {c.name: c for c in result.checks}["no session from before the rotation survives"]
+    assert check.ok, check
+    finished = [e for e in setup.progress.events if isinstance(e, StepFinished)]
+    apply = next(e for e in finished if e.step == "apply")
+    assert "revoked 2 session(s) and 2 refresh token(s)" in apply.detail
+
+
+def test_a_planned_jwt_secret_rotation_keeps_sessions_and_says_so(
+    setup: Setup, auth_sessions: Any
+) -> None:
+    result = setup.engine().rotate("jwt-secret")
+
+    assert result.outcome is Outcome.FINISHED
+    assert not result.plan.revokes_sessions and not result.plan.logs_out_users
+    assert "stay signed in" in result.plan.impact
+    assert _session_count(auth_sessions) == 2
+
+
+def _with_signing_key(setup: Setup) -> dict[str, Any]:
+    """Give the mini deployment asymmetric keys, as add-new-auth-keys.sh would."""
+    env_path = setup.directory / ".env"
+    env = EnvFile.read(env_path)
+    first = new_ec_key()
+    legacy = {"kty": "oct", "k": b64url(setup.env()["JWT_SECRET"].encode()), "alg": "HS256"}
+    keys = KeySet((first, legacy))
+    text = env.replace({"JWT_KEYS": keys.jwt_keys(), "JWT_JWKS": keys.jwt_jwks()}).render()
+    text += "".join(f"{key}={value}\n" for key, value in api_keys_signed_by(first).items())
+    env_path.write_text(text)
+    return first
+
+
+def test_a_planned_signing_key_rotation_runs_standby_rotate_and_revoke_in_turn(
+    setup: Setup,
+) -> None:
+    first = _with_signing_key(setup)
+    old_api_key = setup.env()["SERVICE_ROLE_KEY_ASYMMETRIC"]
+
+    standby = setup.engine().rotate("jwt-signing-key")
+    assert standby.plan.rotation_options.phase is Phase.STANDBY
+    assert "rotate: the new key signs" in standby.next_step
+    keys = KeySet.parse(setup.env()["JWT_KEYS"])
+    assert kid_of(keys.signing) == first["kid"] and len(keys.asymmetric) == 2
+
+    rotated = setup.engine().rotate("jwt-signing-key")
+    assert rotated.plan.rotation_options.phase is Phase.ROTATE
+    assert "revoke" in rotated.next_step
+    keys = KeySet.parse(setup.env()["JWT_KEYS"])
+    second = kid_of(keys.signing)
+    assert second != first["kid"]
+    assert setup.env()["SERVICE_ROLE_KEY_ASYMMETRIC"] != old_api_key
+
+    with pytest.raises(InputError, match="revoke it at"):
+        setup.engine().rotate("jwt-signing-key")
+    record = KeySchedule.read(setup.directory / ".rotator")
+    assert record is not None
+    KeySchedule(**{**record.__dict__, "revoke_after": time.time() - 1}).write(
+        setup.directory / ".rotator"
+    )
+
+    revoked = setup.engine().rotate("jwt-signing-key")
+    assert revoked.plan.rotation_options.phase is Phase.REVOKE
+    keys = KeySet.parse(setup.env()["JWT_KEYS"])
+    assert [kid_of(k) for k in keys.asymmetric] == [second]
+    assert KeySchedule.read(setup.directory / ".rotator") is None
+    verify_es256(setup.env()["SERVICE_ROLE_KEY_ASYMMETRIC"], setup.env()["JWT_JWKS"])
+
+
+def test_a_compromise_replaces_the_signing_key_at_once(setup: Setup) -> None:
+    first = _with_signing_key(setup)
+
+    result = setup.engine().rotate("jwt-signing-key", options=RotationOptions(mode=Mode.COMPROMISE))
+
+    assert result.outcome is Outcome.FINISHED
+    assert result.plan.rotation_options.phase is Phase.REPLACE
+    env = setup.env()
+    assert first["kid"] not in env["JWT_KEYS"] and first["kid"] not in env["JWT_JWKS"]
+    assert result.next_step == ""

@@ -24,9 +24,13 @@ from core.adapters.postgres import (
     PasswordChange,
     RoleEvidence,
     accepts_password,
+    analytics_users_holding,
     change_shared_password,
     connect_as,
     password_evidence,
+    replace_analytics_user_key,
+    revoke_sessions,
+    sessions_before,
     wait_until_accepting,
 )
 from core.errors import DatabaseError, DatabaseRefused
@@ -442,3 +446,30 @@ def test_waiting_ends_at_the_first_answer_even_a_refusal(supabase_db: SupabaseDb
     started = time.monotonic()
     wait_until_accepting(supabase_db.address, "supabase_admin", "not-the-password", timeout_s=30)
     assert time.monotonic() - started < 5
+
+
+def test_logflares_legacy_key_is_replaced_only_where_it_held_the_old_token(
+    supabase_db: SupabaseDb,
+) -> None:
+    old, new, other = (secrets.token_urlsafe(24) for _ in range(3))
+    with supabase_db.admin_connect("_supabase") as conn:
+        conn.execute("SET ROLE supabase_admin")
+        conn.execute("CREATE TABLE _analytics.users (id serial PRIMARY KEY, api_key text)")
+        conn.execute("INSERT INTO _analytics.users (api_key) VALUES (%s), (%s)", [old, other])
+    address, password = supabase_db.address, supabase_db.password
+
+    assert analytics_users_holding(address, "supabase_admin", password, old) == 1
+    assert replace_analytics_user_key(address, "supabase_admin", password, old, new) == 1
+
+    assert analytics_users_holding(address, "supabase_admin", password, old) == 0
+    assert analytics_users_holding(address, "supabase_admin", password, new) == 1
+    assert analytics_users_holding(address, "supabase_admin", password, other) == 1
+
+
+def test_without_logflare_or_auth_tables_there_is_nothing_to_change(
+    supabase_db: SupabaseDb,
+) -> None:
+    address, password = supabase_db.address, supabase_db.password
+    assert replace_analytics_user_key(address, "supabase_admin", password, "a" * 9, "b" * 9) is None
+    assert revoke_sessions(address, "supabase_admin", password) is None
+    assert sessions_before(address, "supabase_admin", password, time.time()) is None

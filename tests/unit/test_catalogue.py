@@ -16,9 +16,13 @@ from core.catalogue import (
     CATALOGUE,
     DB_ROLES,
     REALTIME_DB_ENC_KEY_REASON,
+    SESSIONS_REVOKED,
+    Mode,
     Risk,
+    RotationOptions,
     Secret,
     Source,
+    describe_impact,
     get_secret,
     secret_names,
 )
@@ -31,6 +35,7 @@ from core.errors import (
 )
 from core.jwtkeys import (
     API_KEY_LIFETIME_S,
+    JwkError,
     api_key_payload,
     b64url,
     decode_hs256,
@@ -39,12 +44,14 @@ from core.jwtkeys import (
     opaque_key_checksum_ok,
     sign_hs256,
 )
+from core.signing_keys import KeySet, Phase, kid_of, verify_es256
 from tests.conftest import REFERENCE_CURRENT
 from tests.unit.test_jwtkeys import upstream_shaped_jwk_sets
 
 ROTATABLE = [
     "postgres-password",
     "jwt-secret",
+    "jwt-signing-key",
     "api-keys",
     "dashboard-password",
     "s3-protocol-keys",
@@ -183,7 +190,14 @@ ENTRIES: dict[str, tuple[tuple[str, ...], tuple[str, ...], Risk, Source, bool]] 
         ("JWT_SECRET", "ANON_KEY", "SERVICE_ROLE_KEY"),
         Risk.CRITICAL,
         Source.GENERATED,
-        True,
+        False,  # sessions are rows: they survive unless revoked (a compromise rotation)
+    ),
+    "jwt-signing-key": (
+        ("JWT_KEYS", "JWT_JWKS", "ANON_KEY_ASYMMETRIC", "SERVICE_ROLE_KEY_ASYMMETRIC"),
+        ("JWT_KEYS", "JWT_JWKS"),
+        Risk.CRITICAL,
+        Source.GENERATED,
+        False,
     ),
     "api-keys": (
         ("ANON_KEY", "SERVICE_ROLE_KEY"),
@@ -273,6 +287,7 @@ def test_entry_keys_risk_and_source(name: str) -> None:
 
 def test_every_changed_key_has_rules_or_a_composite_check() -> None:
     composite = {"ANON_KEY", "SERVICE_ROLE_KEY", "JWT_KEYS", "JWT_JWKS"}
+    composite |= {"ANON_KEY_ASYMMETRIC", "SERVICE_ROLE_KEY_ASYMMETRIC"}
     for secret in CATALOGUE.values():
         for key in secret.env_keys:
             assert key in secretgen.RULES or key in composite, (secret.name, key)
@@ -596,6 +611,7 @@ class TestAll:
         assert secret.members == (
             "postgres-password",
             "jwt-secret",
+            "jwt-signing-key",
             "opaque-api-keys",
             "dashboard-password",
             "secret-key-base",
@@ -605,16 +621,17 @@ class TestAll:
             "s3-protocol-keys",
         )
         assert secret.risk is Risk.CRITICAL
-        assert secret.logs_out_users
+        assert secret.signs_sessions
         assert secret.db_roles == DB_ROLES
         for name in secret.members:
             member = get_secret(name)
             assert member.source is Source.GENERATED and member.rotatable and not member.members
 
-    def test_member_keys_are_disjoint_and_make_up_its_keys(self) -> None:
+    def test_member_keys_make_up_its_keys_and_only_the_jwk_sets_are_shared(self) -> None:
         secret = get_secret("all")
         keys = [key for name in secret.members for key in get_secret(name).env_keys]
-        assert len(keys) == len(set(keys))
+        shared = {key for key in keys if keys.count(key) > 1}
+        assert shared == {"JWT_KEYS", "JWT_JWKS"}  # jwt-secret's oct key, the signing key
         assert secret.env_keys == tuple(keys)
         assert "SMTP_PASS" not in keys and "REALTIME_DB_ENC_KEY" not in keys
 
@@ -637,15 +654,26 @@ class TestAll:
         secret.validate(values, current=env)
         decode_hs256(values["ANON_KEY"], values["JWT_SECRET"])
         assert oct_secrets(values["JWT_JWKS"]) == [b64url(values["JWT_SECRET"].encode())]
+        # The signing key is replaced at once: the old kid is gone, the API keys re-signed.
+        old_kid = json.loads(env["JWT_KEYS"])[0]["kid"]
+        assert old_kid not in values["JWT_KEYS"] and old_kid not in values["JWT_JWKS"]
+        verify_es256(values["SERVICE_ROLE_KEY_ASYMMETRIC"], values["JWT_JWKS"])
+        with pytest.raises(JwkError):
+            verify_es256(env["SERVICE_ROLE_KEY_ASYMMETRIC"], values["JWT_JWKS"])
 
     def test_unconfigured_members_are_skipped_and_reported(self) -> None:
         env = deployment_env(new_keys=False)
         del env["LOGFLARE_PRIVATE_ACCESS_TOKEN"]
         secret = get_secret("all")
-        assert secret.skipped_members(env) == ["opaque-api-keys", "logflare-tokens"]
+        assert secret.skipped_members(env) == [
+            "jwt-signing-key",
+            "opaque-api-keys",
+            "logflare-tokens",
+        ]
         assert "opaque-api-keys" not in secret.configured_members(env)
         values = secret.new_values(env)
         skipped = {"SUPABASE_PUBLISHABLE_KEY", "SUPABASE_SECRET_KEY", "JWT_KEYS", "JWT_JWKS"}
+        skipped |= {"ANON_KEY_ASYMMETRIC", "SERVICE_ROLE_KEY_ASYMMETRIC"}
         skipped |= {"LOGFLARE_PUBLIC_ACCESS_TOKEN", "LOGFLARE_PRIVATE_ACCESS_TOKEN"}
         assert set(values) == set(secret.env_keys) - skipped
         assert set(values) == set(secret.changed_keys(env))
@@ -742,3 +770,115 @@ def test_secret_is_a_frozen_record() -> None:
     with pytest.raises(AttributeError):
         secret.name = "other"  # type: ignore[misc]
     assert isinstance(secret, Secret)
+
+
+# --- jwt-signing-key ------------------------------------------------------------------------
+
+
+def _phase(env: dict[str, str], phase: Phase) -> dict[str, str]:
+    values = get_secret("jwt-signing-key").new_values(env, options=RotationOptions(phase=phase))
+    return {**env, **values}
+
+
+class TestSigningKey:
+    def test_it_is_configured_only_with_an_asymmetric_signer(self) -> None:
+        secret = get_secret("jwt-signing-key")
+        assert secret.is_configured(deployment_env())
+        assert "JWT_KEYS" in secret.unconfigured_reason(deployment_env(new_keys=False))
+        with pytest.raises(SecretNotConfigured, match="jwt-signing-key"):
+            secret.new_values(deployment_env(new_keys=False))
+
+    def test_the_three_phases_add_promote_and_drop_a_key_and_keep_the_legacy_secret(
+        self,
+    ) -> None:
+        env = deployment_env()
+        first = kid_of(KeySet.parse(env["JWT_KEYS"]).signing)
+
+        standby = _phase(env, Phase.STANDBY)
+        keys = KeySet.parse(standby["JWT_KEYS"])
+        second = next(kid_of(k) for k in keys.asymmetric if kid_of(k) != first)
+        assert kid_of(keys.signing) == first  # the old key still signs
+        assert {kid_of(k) for k in json.loads(standby["JWT_JWKS"])["keys"] if "kid" in k} == {
+            first,
+            second,
+        }
+        assert standby["ANON_KEY_ASYMMETRIC"] == env["ANON_KEY_ASYMMETRIC"]
+
+        rotated = _phase(standby, Phase.ROTATE)
+        keys = KeySet.parse(rotated["JWT_KEYS"])
+        assert kid_of(keys.signing) == second
+        assert rotated["JWT_JWKS"] == standby["JWT_JWKS"]  # both still trusted
+        for key in ("ANON_KEY_ASYMMETRIC", "SERVICE_ROLE_KEY_ASYMMETRIC"):
+            assert verify_es256(rotated[key], rotated["JWT_JWKS"])
+            assert jwt.get_unverified_header(rotated[key])["kid"] == second
+        verify_es256(env["ANON_KEY_ASYMMETRIC"], rotated["JWT_JWKS"])  # old: still verifies
+
+        revoked = _phase(rotated, Phase.REVOKE)
+        keys = KeySet.parse(revoked["JWT_KEYS"])
+        assert [kid_of(k) for k in keys.asymmetric] == [second]
+        with pytest.raises(JwkError):
+            verify_es256(env["ANON_KEY_ASYMMETRIC"], revoked["JWT_JWKS"])
+        for state in (standby, rotated, revoked):
+            assert oct_secrets(state["JWT_KEYS"]) == [b64url(DEFAULT_JWT_SECRET.encode())]
+            assert oct_secrets(state["JWT_JWKS"]) == [b64url(DEFAULT_JWT_SECRET.encode())]
+            assert '"d"' not in state["JWT_JWKS"]
+
+    def test_a_phase_out_of_order_is_refused_by_name(self) -> None:
+        env = deployment_env()
+        with pytest.raises(InvalidSecretValue, match="no standby key"):
+            _phase(env, Phase.ROTATE)
+        with pytest.raises(InvalidSecretValue, match="no old key"):
+            _phase(env, Phase.REVOKE)
+        standby = _phase(env, Phase.STANDBY)
+        with pytest.raises(InvalidSecretValue, match="already holds a second key"):
+            _phase(standby, Phase.STANDBY)
+
+    def test_a_compromise_replaces_the_key_and_the_api_keys_at_once(self) -> None:
+        env = deployment_env()
+        values = get_secret("jwt-signing-key").new_values(
+            env, options=RotationOptions(mode=Mode.COMPROMISE)
+        )
+        assert set(values) == set(get_secret("jwt-signing-key").env_keys)
+        assert len(KeySet.parse(values["JWT_KEYS"]).asymmetric) == 1
+        with pytest.raises(JwkError):
+            verify_es256(env["SERVICE_ROLE_KEY_ASYMMETRIC"], values["JWT_JWKS"])
+
+    @pytest.mark.parametrize(
+        ("damage", "key", "rule"),
+        [
+            (lambda v: v.update(JWT_JWKS=json.dumps({"keys": []})), "JWT_JWKS", "public half"),
+            (lambda v: v.update(ANON_KEY_ASYMMETRIC="x.y.z"), "ANON_KEY_ASYMMETRIC", "ES256"),
+        ],
+    )
+    def test_values_that_do_not_fit_together_are_refused(
+        self, damage: Callable[[dict[str, str]], object], key: str, rule: str
+    ) -> None:
+        env = deployment_env()
+        secret = get_secret("jwt-signing-key")
+        values = secret.new_values(env, options=RotationOptions(mode=Mode.COMPROMISE))
+        damage(values)
+        with pytest.raises(InvalidSecretValue, match=rule) as caught:
+            secret.validate(values, current=env)
+        assert caught.value.key == key
+
+
+class TestImpact:
+    def test_sessions_are_revoked_by_default_only_in_a_compromise(self) -> None:
+        jwt_secret = get_secret("jwt-secret")
+        assert not RotationOptions().sessions_revoked(jwt_secret)
+        assert RotationOptions(mode=Mode.COMPROMISE).sessions_revoked(jwt_secret)
+        assert not RotationOptions(mode=Mode.COMPROMISE, revoke_sessions=False).sessions_revoked(
+            jwt_secret
+        )
+        assert not RotationOptions(mode=Mode.COMPROMISE).sessions_revoked(
+            get_secret("dashboard-password")
+        )
+
+    def test_the_impact_says_what_users_notice_in_each_case(self) -> None:
+        signing = get_secret("jwt-signing-key")
+        text, logs_out = describe_impact(signing, RotationOptions(phase=Phase.ROTATE))
+        assert "Nobody is signed out" in text and not logs_out
+        text, logs_out = describe_impact(signing, RotationOptions(mode=Mode.COMPROMISE))
+        assert text.startswith(SESSIONS_REVOKED) and logs_out
+        text, logs_out = describe_impact(get_secret("jwt-secret"), RotationOptions())
+        assert "stay signed in" in text and not logs_out

@@ -12,7 +12,8 @@ from core.audit import AuditLog, new_record
 from core.catalogue import CATALOGUE, secret_names
 from core.cli import main
 from core.envfile import EnvFile
-from tests.fakes import render_template
+from core.jwtkeys import api_key_payload, sign_hs256
+from tests.fakes import MINI_JWT_SECRET, render_template
 
 MINI = Path(__file__).resolve().parents[1] / "fixtures" / "mini-supabase"
 
@@ -20,8 +21,9 @@ TEMPLATE_VALUES = {
     "POSTGRES_PASSWORD": "minipostgrespasswordforclitests0123",
     "POSTGRES_HOST": "db",
     "POSTGRES_PORT": "5432",
-    "ANON_KEY": "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYW5vbiJ9.anon-signature-for-cli-tests",
-    "SERVICE_ROLE_KEY": "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.service-sig",
+    # Signed with the template's JWT_SECRET: rotator refuses a .env whose keys are not.
+    "ANON_KEY": sign_hs256(api_key_payload("anon", 1_700_000_000), MINI_JWT_SECRET),
+    "SERVICE_ROLE_KEY": sign_hs256(api_key_payload("service_role", 1_700_000_000), MINI_JWT_SECRET),
 }
 
 

@@ -110,8 +110,12 @@ def test_every_changed_key_gets_an_accepted_probe_and_a_refused_one() -> None:
     probes = probes_for(keys, accepted=ENV, refused=old, env=ENV, settings=settings)
 
     names = [p.name for p in probes]
-    for key in ("ANON_KEY as apikey", "SERVICE_ROLE_KEY as admin", "dashboard login", "JWT_SECRET"):
+    for key in ("ANON_KEY as apikey", "SERVICE_ROLE_KEY as admin", "dashboard login"):
         assert sum(key in name for name in names) == 2, (key, names)
+    # a token signed with each secret, at each service that verifies tokens itself
+    for service in ("PostgREST", "Auth", "Storage"):
+        signed = [n for n in names if "JWT_SECRET" in n and service in n]
+        assert len(signed) == 2, (service, signed)
     assert {p.expect for p in probes} == {Expect.ACCEPTED, Expect.REFUSED}
     refused_anon = next(
         p for p in probes if isinstance(p, HttpProbe) and p.expect is Expect.REFUSED
@@ -189,3 +193,23 @@ def test_studio_style_encryption_opens_with_openssl_and_the_right_passphrase_onl
     assert openssl("the-crypto-key") == plain
     assert openssl("another-key") != plain
     assert sealed != cryptojs_encrypt("the-crypto-key", plain.decode())  # salted each time
+
+
+def test_signing_keys_are_probed_with_a_token_from_each_key_trusted_and_removed() -> None:
+    from core.signing_keys import KeySet, new_ec_key
+
+    legacy = {"kty": "oct", "k": "c2VjcmV0", "alg": "HS256"}
+    first, second = new_ec_key(), new_ec_key()
+    before = KeySet((first, legacy)).jwt_keys()
+    after = KeySet((first, legacy)).standby(second).promote(second["kid"]).only(second["kid"])
+    env = dict(ENV, JWT_KEYS=after.jwt_keys())
+    settings = ProbeSettings.for_deployment(env, environ={})
+
+    probes = probes_for(
+        ["JWT_KEYS"], accepted=env, refused={"JWT_KEYS": before}, env=env, settings=settings
+    )
+
+    accepted = [p.name for p in probes if p.expect is Expect.ACCEPTED]
+    refused = [p.name for p in probes if p.expect is Expect.REFUSED]
+    assert len(accepted) == 3 and all(second["kid"][:8] in n for n in accepted)
+    assert len(refused) == 3 and all(first["kid"][:8] in n for n in refused)
