@@ -62,6 +62,7 @@ __all__ = [
     "CATALOGUE",
     "DB_ROLES",
     "REALTIME_DB_ENC_KEY_REASON",
+    "SESSIONS_KEPT",
     "SESSIONS_REVOKED",
     "Mode",
     "Risk",
@@ -704,11 +705,9 @@ _ENTRIES: tuple[Secret, ...] = (
         env_keys=("JWT_SECRET", "ANON_KEY", "SERVICE_ROLE_KEY", "JWT_KEYS", "JWT_JWKS"),
         required_keys=("JWT_SECRET", "ANON_KEY", "SERVICE_ROLE_KEY"),
         impact=(
-            "Access tokens signed with the old secret stop verifying; apps refresh them on "
-            "their next request, so signed-in users stay signed in (sessions are rows in the "
-            "database). Every client holding the old anon or service-role key stops working "
-            "until updated, and Storage signed URLs made before stop working. The API "
-            "services restart."
+            "Access tokens signed with the old secret stop verifying. Every client holding "
+            "the old anon or service-role key stops working until updated, and Storage "
+            "signed URLs made before stop working. The API services restart."
         ),
         logs_out_users=False,
         risk=Risk.CRITICAL,
@@ -728,10 +727,10 @@ _ENTRIES: tuple[Secret, ...] = (
         env_keys=SIGNING_KEYS,
         required_keys=("JWT_KEYS", "JWT_JWKS"),
         impact=(
-            "Planned (in three phases): nobody is signed out. Standby publishes the new key, "
-            "rotate makes it sign, revoke removes the old one once its tokens have expired; "
-            "each restarts the services that verify tokens, one after another. Compromise: "
-            "tokens signed with the old key stop verifying at once."
+            "Planned, in three phases: standby publishes the new key, rotate makes it sign, "
+            "revoke removes the old one once its tokens have expired; no token stops "
+            "working early, and each phase restarts the services that verify tokens, one "
+            "after another. Compromise: tokens signed with the old key stop verifying at once."
         ),
         logs_out_users=False,
         risk=Risk.CRITICAL,
@@ -1003,27 +1002,30 @@ def get_secret(name: str) -> Secret:
 
 _PHASE_IMPACTS = {
     Phase.STANDBY: (
-        "Nobody notices: the new key is published beside the current one, which still "
-        "signs. The services that verify tokens restart one after another (a few seconds "
+        "The new key is published beside the current one, which still signs: no token "
+        "changes. The services that verify tokens restart one after another (a few seconds "
         "each), Auth last."
     ),
     Phase.ROTATE: (
-        "Nobody is signed out: new sessions are signed with the new key and tokens from the "
-        "old one keep verifying until they expire. Auth, the API gateway and the Dashboard "
-        "restart (a few seconds each)."
+        "New tokens are signed with the new key; tokens from the old one keep verifying "
+        "until they expire. Auth, the API gateway and the Dashboard restart (a few seconds "
+        "each)."
     ),
     Phase.REVOKE: (
-        "Nobody is signed out: every token the old key signed has expired. The services "
-        "that verify tokens restart one after another, Auth last."
+        "The old key is removed; every token it signed has expired by now. The services that "
+        "verify tokens restart one after another, Auth last."
     ),
     Phase.REPLACE: (
-        "Access tokens signed with the old key stop verifying at once (apps refresh them, "
-        "unless sessions are revoked too); the gateway's internal asymmetric keys are "
-        "re-signed, so clients' sb_ keys keep working. Auth, the verifying services, the "
-        "gateway and the Dashboard restart."
+        "Access tokens signed with the old key stop verifying at once; the gateway's internal "
+        "asymmetric keys are re-signed, so clients' sb_ keys keep working. Auth, the "
+        "verifying services, the gateway and the Dashboard restart."
     ),
 }
 
+SESSIONS_KEPT = (
+    "Signed-in users stay signed in: their apps fetch new access tokens by themselves "
+    "(sessions and refresh tokens are rows in the database, untouched)."
+)
 SESSIONS_REVOKED = (
     "Every signed-in user is signed out and must sign in again: all sessions and refresh "
     "tokens are deleted, so a stolen one is useless."
@@ -1036,6 +1038,8 @@ def describe_impact(secret: Secret, options: RotationOptions) -> tuple[str, bool
     if secret.name == "jwt-signing-key":
         phase = options.phase or (Phase.REPLACE if options.mode is Mode.COMPROMISE else None)
         text = _PHASE_IMPACTS[phase] if phase is not None else text
+    if not secret.signs_sessions:
+        return text, False
     if options.sessions_revoked(secret):
         return f"{SESSIONS_REVOKED} {text}", True
-    return text, False
+    return f"{text} {SESSIONS_KEPT}", False

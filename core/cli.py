@@ -14,6 +14,7 @@ import os
 import socket
 import stat
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -28,7 +29,14 @@ from core.backups import (
     parse_duration,
     prune,
 )
-from core.catalogue import CATALOGUE, Mode, RotationOptions, Source, get_secret
+from core.catalogue import (
+    CATALOGUE,
+    Mode,
+    RotationOptions,
+    Source,
+    describe_impact,
+    get_secret,
+)
 from core.deployment import Deployment
 from core.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, InputError, RotatorError
 from core.plan import Plan
@@ -236,9 +244,20 @@ def docker_runtime() -> Runtime:
 
 
 def cmd_secrets(args: argparse.Namespace) -> int:
+    def wrapped(label: str, text: str) -> str:
+        return textwrap.fill(
+            text, width=96, initial_indent=f"    {label:12}", subsequent_indent=" " * 16
+        )
+
     for secret in CATALOGUE.values():
-        status = f"refused: {secret.refused}" if secret.refused else secret.impact
-        print(f"{secret.name:22} {secret.title}\n{'':22} {status}")
+        print(f"{secret.name}  ({secret.risk.value}) {secret.title}")
+        if secret.refused:
+            print(wrapped("refused:", secret.refused))
+            continue
+        print(wrapped("users:", describe_impact(secret, RotationOptions())[0]))
+        if secret.signs_sessions:
+            compromise, _ = describe_impact(secret, RotationOptions(mode=Mode.COMPROMISE))
+            print(wrapped("compromise:", compromise))
     return EXIT_OK
 
 

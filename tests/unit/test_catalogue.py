@@ -16,6 +16,7 @@ from core.catalogue import (
     CATALOGUE,
     DB_ROLES,
     REALTIME_DB_ENC_KEY_REASON,
+    SESSIONS_KEPT,
     SESSIONS_REVOKED,
     Mode,
     Risk,
@@ -877,8 +878,10 @@ class TestImpact:
     def test_the_impact_says_what_users_notice_in_each_case(self) -> None:
         signing = get_secret("jwt-signing-key")
         text, logs_out = describe_impact(signing, RotationOptions(phase=Phase.ROTATE))
-        assert "Nobody is signed out" in text and not logs_out
+        assert text.endswith(SESSIONS_KEPT) and "keep verifying" in text and not logs_out
         text, logs_out = describe_impact(signing, RotationOptions(mode=Mode.COMPROMISE))
         assert text.startswith(SESSIONS_REVOKED) and logs_out
         text, logs_out = describe_impact(get_secret("jwt-secret"), RotationOptions())
-        assert "stay signed in" in text and not logs_out
+        assert text.endswith(SESSIONS_KEPT) and not logs_out
+        text, _ = describe_impact(get_secret("dashboard-password"), RotationOptions())
+        assert SESSIONS_KEPT not in text  # it signs no session: nothing to say about them

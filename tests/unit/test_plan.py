@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from core.catalogue import CATALOGUE, DB_ROLES, get_secret
+from core.catalogue import CATALOGUE, DB_ROLES, RotationOptions, describe_impact, get_secret
 from core.cli import main
 from tests.conftest import REFERENCE_2025_11, REFERENCE_CURRENT, reference_dir
 
@@ -94,7 +94,7 @@ def assert_dependencies_first(project: Path, services: list[str]) -> None:
 
 def assert_plan_shape(plan: dict[str, Any], secret: str) -> None:
     assert plan["secret"] == secret
-    assert plan["impact"] == get_secret(secret).impact
+    assert plan["impact"] == describe_impact(get_secret(secret), RotationOptions())[0]
     assert plan["impact"].strip()
     for key in ("env_keys", "services", "db_roles"):
         assert isinstance(plan[key], list), key
@@ -406,7 +406,7 @@ def test_plan_without_json_is_text_for_people(
     assert code == 0
     assert "Plan: rotate dashboard-password" in out
     assert "[edge]" in out
-    assert get_secret("dashboard-password").impact in out
+    assert describe_impact(get_secret("dashboard-password"), RotationOptions())[0] in out
 
 
 @pytest.mark.parametrize(
