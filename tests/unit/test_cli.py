@@ -14,6 +14,8 @@ from core.cli import main
 from core.envfile import EnvFile
 from tests.fakes import render_template
 
+pytestmark = pytest.mark.compose  # plans come from `docker compose config`
+
 MINI = Path(__file__).resolve().parents[1] / "fixtures" / "mini-supabase"
 
 TEMPLATE_VALUES = {
@@ -131,7 +133,7 @@ def test_missing_env_file_is_one_line_naming_it(
     assert not (project / ".rotator").exists()
 
 
-def test_compose_file_that_does_not_parse_is_named_with_its_line(
+def test_compose_file_that_does_not_parse_is_refused_with_composes_line(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     compose = project / "docker-compose.yml"
@@ -144,7 +146,8 @@ def test_compose_file_that_does_not_parse_is_named_with_its_line(
 
     assert code == 2
     assert_one_clean_error_line(err, secret_values(project))
-    assert f"{compose}:1" in err  # path:line:column, the line near the break
+    assert "compose cannot read the project in" in err
+    assert "yaml: line 9:" in err  # compose's own words, the line near the break
     assert snapshot(project) == before
     assert not (project / ".rotator").exists()
 

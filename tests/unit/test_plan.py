@@ -19,6 +19,8 @@ from core.catalogue import CATALOGUE, DB_ROLES, get_secret
 from core.cli import main
 from tests.conftest import REFERENCE_2025_11, REFERENCE_CURRENT, reference_dir
 
+pytestmark = pytest.mark.compose  # plans come from `docker compose config`
+
 RENAMED = Path(__file__).resolve().parents[1] / "fixtures" / "renamed-deployment"
 
 POSTGRES_ROLES = list(DB_ROLES)
