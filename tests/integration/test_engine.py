@@ -19,7 +19,7 @@ from core.errors import DatabaseRefused, InputError, RotationInProgress
 from core.progress import Event, RecordingProgress, StepFinished
 from tests.fakes import RecordingRuntime, make_mini_deployment
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.compose]
 
 LOGIN_ROLES = ("postgres", "supabase_admin", "authenticator", "supabase_auth_admin")
 
