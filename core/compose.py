@@ -435,7 +435,7 @@ def _ask(
         answers = [_communicate(process, command, directory) for process in started]
     models = []
     for (code, stdout, stderr), (_, values) in zip(answers, envs, strict=True):
-        model = _model(stdout) if code == 0 else None
+        model = _model(stdout, escaped=interpolate) if code == 0 else None
         if model is None:
             command.require_v2(directory)
             message = redact(stderr.decode("utf-8", errors="replace"), _redactable(values))
@@ -462,10 +462,15 @@ def _communicate(
     return process.returncode, stdout, stderr
 
 
-def _model(stdout: bytes) -> dict[str, Any] | None:
-    """The project model compose printed, or None when it printed something else."""
+def _model(stdout: bytes, *, escaped: bool) -> dict[str, Any] | None:
+    """The project model compose printed, or None when it printed something else.
+
+    An interpolated model is printed as a compose file again, every `$` written `$$`
+    (compose's `escapeDollarSign` over the whole output); undone here, so values are
+    what containers receive.
+    """
     try:
-        model: Any = json.loads(stdout)
+        model: Any = json.loads(stdout.replace(b"$$", b"$") if escaped else stdout)
     except ValueError:
         return None
     if not isinstance(model, dict) or not isinstance(model.get("name"), str):

@@ -215,9 +215,9 @@ def test_container_names_and_healthchecks(current: ComposeProject) -> None:
 
 
 def test_double_dollar_in_the_reference_command_is_no_reference(current: ComposeProject) -> None:
+    # compose prints its model with every `$` doubled; the model holds what runs
     command = " ".join(current.resolve()["supavisor"]["command"])
-    assert "/app/bin/supavisor eval" in command
-    assert "cat /etc/pooler/pooler.exs" in command
+    assert '/app/bin/supavisor eval "$(cat /etc/pooler/pooler.exs)"' in command
 
 
 def test_bind_mounts_are_absolute_paths_in_the_project(current: ComposeProject) -> None:
@@ -418,6 +418,7 @@ def test_renamed_services_their_order_and_implicit_dependencies(tmp_path: Path) 
     assert changed(project, ANON_KEY="anon-key-4567") == ["gateway"]
     assert project.dependencies("worker") == {"gotrue"}  # network_mode: service:gotrue
     assert project.restart_levels(["worker", "database"]) == [["database"], ["worker"]]
+    assert project.resolve()["worker"]["command"][2] == "echo $HOSTNAME ${TZ}; sleep infinity"
     assert project.container_name("database") == "acme-pg"
     assert project.container_name("gateway") is None
     # the override replaces healthcheck.test and keeps the base file's interval
@@ -448,6 +449,15 @@ def test_the_shell_environment_never_reaches_compose(
     assert project.name == tmp_path.name.lower()
     assert project.resolve()["app"]["environment"]["PW"] == BASE_ENV["POSTGRES_PASSWORD"]
     assert "POSTGRES_PASSWORD" not in project.command.environment()
+
+
+def test_values_with_dollars_are_modelled_as_containers_receive_them(tmp_path: Path) -> None:
+    values = {"POSTGRES_PASSWORD": "pa$$w$rd ${X} $Y", "JWT_SECRET": "'quoted' # \\ $"}
+    project = load(deploy(tmp_path, {"compose.yaml": PASSWORD_APP}, values))
+
+    assert project.resolve()["app"]["environment"]["PW"] == values["POSTGRES_PASSWORD"]
+    after = project.resolved_with(EnvFile.read(tmp_path / ".env").replace({"JWT_SECRET": "$"}))
+    assert project.changed_services(after) == []
 
 
 def test_a_required_variable_missing_is_a_compose_error_naming_the_key(tmp_path: Path) -> None:
