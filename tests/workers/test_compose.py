@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
+from core.compose import ComposeCommand
 from tests.bot.conftest import fake_slack  # noqa: F401
-from tests.conftest import service_missing
+from tests.conftest import compose_missing, service_missing
 from tests.slack_fake import BOT_TOKEN, SIGNING_SECRET, FakeSlack
 from workers.sealed import generate_keypair
 
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "mini-supabase"
+COMPOSE = ComposeCommand.from_environment().argv  # Docker Compose v2, as rotator requires
 
 
 def free_port() -> int:
@@ -38,7 +40,7 @@ def compose(
     env: dict[str, str], *args: str, timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), *args],
+        [*COMPOSE, "-f", str(ROOT / "docker-compose.yml"), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -49,8 +51,8 @@ def compose(
 
 @pytest.fixture
 def stack_env(tmp_path: Path, fake_slack: FakeSlack) -> Iterator[dict[str, str]]:  # noqa: F811
-    if shutil.which("docker-compose") is None:
-        service_missing("docker-compose is not installed")
+    if compose_missing():
+        service_missing(f"no Docker Compose v2: {compose_missing()}")
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
         service_missing("no Docker engine")
     built = subprocess.run(
@@ -127,6 +129,12 @@ def test_compose_accepts_the_file_and_starts_bot_worker_and_redis(
         assert f"rotator:{stack_env['ROTATOR_DEPLOYMENT']}" in queues
         assert redis.config_get("appendonly")["appendonly"] == "yes"
         redis.close()
+        # the worker's compose is v2: rotator refuses anything else
+        version = compose(
+            stack_env, "exec", "-T", "worker", "sh", "-c", '"$ROTATOR_COMPOSE_COMMAND" version'
+        )
+        assert version.returncode == 0, version.stderr
+        assert version.stdout.startswith("Docker Compose version v2."), version.stdout
     except AssertionError:
         print(compose(stack_env, "logs", "--no-color", timeout=30).stdout[-4000:])
         raise
