@@ -8,6 +8,7 @@ upstream, or in how rotator reads compose's answer, shows up as a failing test.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import stat
@@ -17,6 +18,7 @@ from textwrap import dedent
 
 import pytest
 
+from core.cli import main
 from core.compose import ComposeCommand, ComposeProject
 from core.envfile import EnvFile
 from core.errors import ComposeError, ComposeUnsupported
@@ -610,3 +612,28 @@ def test_compose_runs_with_the_allowlisted_environment_only(
     assert "COMPOSE_PROFILES" not in environment
     assert environment["DOCKER_HOST"] == "unix:///x.sock"
     assert environment["HOME"] == os.environ["HOME"]
+
+
+def test_rotator_under_a_v1_compose_command_refuses_before_anything_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "docker-compose"
+    script.write_text(FAKE_V1)
+    directory = deploy(
+        tmp_path / "project",
+        {"compose.yaml": PASSWORD_APP.replace("POSTGRES_PASSWORD", "DASHBOARD_PASSWORD")},
+        {**BASE_ENV, "DASHBOARD_PASSWORD": "old-dashboard-password-1"},
+    )
+    before = sorted((p.name, p.read_bytes()) for p in directory.iterdir())
+    monkeypatch.setenv("ROTATOR_COMPOSE_COMMAND", f"sh {script}")
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+
+    codes = [
+        main(["plan", "dashboard-password", "--project", str(directory)]),
+        main(["rotate", "dashboard-password", "--project", str(directory), "--yes"]),
+    ]
+
+    _, err = capsys.readouterr()
+    assert codes == [2, 2]
+    assert err.count("1.29.2 (v1)") == 2 and err.count("rotator needs Docker Compose v2") == 2
+    assert sorted((p.name, p.read_bytes()) for p in directory.iterdir()) == before
