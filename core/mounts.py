@@ -94,7 +94,9 @@ def find_copies(
     excluded = {_resolved(path) for path in exclude}
     deadline = time.monotonic() + TIME_BUDGET_S
     seen: set[Path] = set()
-    for mount in mounts:
+    # Mounted files first (configuration: kong.yml, pooler.exs), then directories, so a
+    # big data directory cannot use up the budget before them.
+    for mount in sorted(mounts, key=lambda m: (not m.source.is_file(), str(m.source))):
         source = _resolved(mount.source)
         if not source.is_relative_to(root) or _under(source, excluded):
             continue

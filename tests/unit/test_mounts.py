@@ -114,6 +114,21 @@ def test_the_search_stops_at_its_file_budget_and_says_where(
     ]
 
 
+def test_mounted_files_are_searched_before_directories_use_up_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("core.mounts.MAX_FILES", 2)
+    for index in range(5):
+        write(tmp_path / f"a-data/file{index}", "rows\n")
+    kong = write(tmp_path / "z/kong.yml", f"key: {VALUE}\n")
+    mounts = [Mount("db", tmp_path / "a-data", "/data"), Mount("kong", kong, "/kong.yml")]
+
+    scan = find_copies(mounts, {"ANON_KEY": VALUE}, directory=tmp_path)
+
+    assert scan.copies == {kong: {"ANON_KEY"}}
+    assert "stopped after 2 files" in scan.stopped
+
+
 def test_the_search_stops_at_its_time_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
