@@ -503,10 +503,18 @@ def _tail(text: str, limit: int = 1500) -> str:
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
+_ENV_DIR_PREFIX = "rotator-env-"
+
+
 @contextmanager
 def _private_env_file(text: str) -> Iterator[Path]:
-    """`text` in a 0600 `.env` inside a fresh 0700 directory, removed afterwards."""
-    directory = Path(tempfile.mkdtemp(prefix="rotator-env-"))  # mode 0700
+    """`text` in a 0600 `.env` inside a fresh 0700 directory, removed afterwards.
+
+    A process killed meanwhile cannot remove it: the next one does (the directory's
+    name carries the pid that made it).
+    """
+    _remove_orphaned_env_files()
+    directory = Path(tempfile.mkdtemp(prefix=f"{_ENV_DIR_PREFIX}{os.getpid()}-"))  # 0700
     try:
         path = directory / ".env"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -515,6 +523,20 @@ def _private_env_file(text: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _remove_orphaned_env_files() -> None:
+    """Remove the env-file directories of our own processes that no longer run."""
+    for directory in Path(tempfile.gettempdir()).glob(f"{_ENV_DIR_PREFIX}*-*"):
+        pid = directory.name.removeprefix(_ENV_DIR_PREFIX).split("-", 1)[0]
+        try:
+            if not pid.isdigit() or directory.lstat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(directory, ignore_errors=True)
+        except OSError:
+            continue  # gone meanwhile, or a live process of another user
 
 
 # -- reading compose's answer -----------------------------------------------------------

@@ -12,6 +12,8 @@ import io
 import os
 import shutil
 import stat
+import subprocess
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from textwrap import dedent
@@ -549,6 +551,32 @@ def test_new_values_reach_compose_in_a_private_file_removed_afterwards(
     assert (file_mode, directory_mode) == ("600", "700")
     assert not Path(path).exists() and not Path(path).parent.exists()
     assert "new-password-4567" not in text and BASE_ENV["POSTGRES_PASSWORD"] not in text
+
+
+def test_env_files_left_by_a_killed_process_are_removed_by_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    tempfile.tempdir = None  # read TMPDIR again
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = tmp_path / "tmp" / f"rotator-env-{dead.pid}-abc"
+    alive = tmp_path / "tmp" / f"rotator-env-{os.getpid()}-def"
+    for directory in (orphan, alive):
+        directory.mkdir(mode=0o700)
+        (directory / ".env").write_text("POSTGRES_PASSWORD=left-behind-value\n")
+    directory = deploy(tmp_path / "project", {"compose.yaml": PASSWORD_APP}, BASE_ENV)
+    project = load(directory)
+
+    try:
+        project.resolved_with(EnvFile.read(directory / ".env"))
+    finally:
+        tempfile.tempdir = None
+
+    assert not orphan.exists()
+    assert alive.exists()  # a running process's file is its own to remove
+    assert sorted(p.name for p in (tmp_path / "tmp").iterdir()) == [alive.name]
 
 
 # -- compose v2, and nothing else ----------------------------------------------------------
