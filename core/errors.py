@@ -5,7 +5,9 @@
     │   ├── UnknownSecret
     │   ├── UnknownDeployment
     │   ├── EnvFileError           a malformed .env, with its line number
-    │   ├── ComposeError           a compose file that does not parse or resolve
+    │   ├── ComposeError           compose refuses the files
+    │   │   └── ComposeUnsupported no compose command, or compose v1
+    │   ├── SecretInMountedFile    a file a container mounts holds a value being rotated
     │   ├── SecretNotConfigured    the secret's keys are absent from .env
     │   ├── SecretRefused          rotating it would destroy data
     │   ├── InvalidSecretValue     a given value breaks a consumer's rules
@@ -63,6 +65,17 @@ class EnvFileError(InputError):
 
 class ComposeError(InputError):
     pass
+
+
+class ComposeUnsupported(ComposeError):
+    """The compose command is missing, or is compose v1: rotator needs v2."""
+
+
+class SecretInMountedFile(InputError):
+    """A file a container mounts holds a literal copy of a value being rotated.
+
+    Rewriting `.env` would leave the old value in force there. Names files and keys only.
+    """
 
 
 class SecretNotConfigured(InputError):

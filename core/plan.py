@@ -2,6 +2,11 @@
 
 A plan is shown before approval (Slack, `rotator plan`) and is what the engine
 executes. It holds names only, never values, so it can travel anywhere.
+
+The services come from compose itself: the project resolved with the current `.env`
+and again with the `.env` the commit step would write (core.compose), compared
+service by service. A rotation whose old value is also written into a file a
+container mounts is refused here (core.mounts), so `rotator plan` already says so.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from core.catalogue import RotationOptions, Secret, Source, describe_impact, get_secret
 from core.consistency import platform_warnings
+from core.errors import SecretInMountedFile
+from core.mounts import MountScan, find_copies
 from core.signing_keys import Phase
 
 if TYPE_CHECKING:
@@ -127,21 +134,22 @@ def make_plan(
             current, placeholders if secret.source is Source.GIVEN else None, options=options
         )
     changed = {key: value for key, value in new.items() if current.get(key) != value}
-    after = current | changed
-    services = deployment.compose.changed_services(current, after)
+    after = deployment.compose_with(deployment.env.replace(changed))
+    services = deployment.compose.changed_services(after)
     levels = deployment.compose.restart_levels(services)
     ordered = tuple(service for level in levels for service in level)
+    scan = _search_mounted_files(deployment, {k: current[k] for k in changed if k in current})
     members = secret.configured_members(current)
     skipped = secret.skipped_members(current)
     covered = [get_secret(name) for name in members] or [secret]
     roles = tuple(dict.fromkeys(role for member in covered for role in member.db_roles))
     notes = tuple(f"{name} is skipped: its keys are not configured in .env" for name in skipped)
     if changed and not ordered:
-        files = ", ".join(path.name for path in deployment.compose.files)
         notes += (
-            f"no service in {files} uses {', '.join(sorted(changed))}: .env changes, "
-            "nothing is recreated",
+            f"no service of compose project {deployment.compose.name} uses "
+            f"{', '.join(sorted(changed))}: .env changes, nothing is recreated",
         )
+    notes += tuple(scan.notes(deployment.directory))
     if roles:
         notes += (
             "supabase_read_only_user changes too if the current password logs in as it "
@@ -189,12 +197,34 @@ def _signing_key_order(
     return (("auth", first),) if first else ()
 
 
+def _search_mounted_files(deployment: Deployment, old: Mapping[str, str]) -> MountScan:
+    """Refuse when a mounted file holds one of the `old` values; else what was searched."""
+    scan = find_copies(
+        deployment.compose.bind_mounts(),
+        old,
+        directory=deployment.directory,
+        exclude=(deployment.env_path, deployment.state_dir),
+    )
+    if scan.copies:
+        found = "; ".join(
+            f"{path.relative_to(deployment.directory)} (mounted as {scan.mounted_as[path]}) "
+            f"holds {', '.join(sorted(keys))}"
+            for path, keys in sorted(scan.copies.items())
+        )
+        raise SecretInMountedFile(
+            f"refused: {found}, written into the file itself. Rotating would change .env "
+            "and leave the old value in force there. Make the file take the value from the "
+            "container's environment (as upstream's files do) or remove it, then plan "
+            "again. Nothing was changed."
+        )
+    return scan
+
+
 def _downtime_estimate(deployment: Deployment, levels: list[list[str]]) -> int:
-    env = deployment.values()
     total = 0
     for level in levels:
         start_periods = [
-            _seconds((deployment.compose.healthcheck(service, env) or {}).get("start_period", "0s"))
+            _seconds((deployment.compose.healthcheck(service) or {}).get("start_period", "0s"))
             for service in level
         ]
         total += SECONDS_PER_LEVEL + max(start_periods, default=0)

@@ -40,7 +40,7 @@ class PoolerUpdate:
 
 def pooler_service(compose: ComposeProject, env: Mapping[str, str]) -> str | None:
     """The compose service running Supavisor: the one given POOLER_TENANT_ID."""
-    resolved = compose.resolve(env)
+    resolved = compose.resolve()
     for service in compose.service_names():
         environment = resolved.get(service, {}).get("environment") or {}
         if "POOLER_TENANT_ID" in environment:

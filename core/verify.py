@@ -137,7 +137,7 @@ def check_containers_match_env(deployment: Deployment, runtime: Runtime) -> Chec
     Catches the commonest silent failure: `.env` edited, containers restarted
     (not recreated), still running on the old values. Names only in the evidence.
     """
-    resolved = deployment.compose.resolve(deployment.values())
+    resolved = deployment.compose.resolve()
     stale: list[str] = []
     for service in runtime.services(deployment.compose):
         expected = resolved.get(service, {}).get("environment") or {}

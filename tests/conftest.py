@@ -7,11 +7,15 @@ scripts/test a missing service is a failure, so CI cannot pass by skipping.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from core.compose import ComposeCommand
+from core.errors import ComposeUnsupported
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 REFERENCE_CURRENT = REFERENCE / "supabase-docker"
@@ -23,6 +27,24 @@ def service_missing(reason: str) -> None:
     if os.environ.get("ROTATOR_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{reason} (scripts/test should have started it)")
     pytest.skip(f"{reason}; run scripts/test to start it")
+
+
+@functools.cache
+def compose_missing() -> str:
+    """Why Docker Compose v2 cannot run here (ROTATOR_COMPOSE_COMMAND or `docker
+    compose`), or "" when it can."""
+    try:
+        ComposeCommand.from_environment().require_v2(Path.cwd())
+    except ComposeUnsupported as exc:
+        return str(exc)
+    return ""
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked `compose` plan through compose itself: they need the binary (not
+    the Docker engine), and skip, or fail under scripts/test, without it."""
+    if item.get_closest_marker("compose") is not None and compose_missing():
+        service_missing(f"no Docker Compose v2: {compose_missing()}")
 
 
 def reference_dir(path: Path) -> Path:

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from core.compose import ComposeProject
-from core.envfile import EnvFile
 from core.errors import RuntimeFailure
 from core.jwtkeys import api_key_payload, sign_hs256
 from core.runtime import ServiceState
@@ -22,8 +21,7 @@ class RecordingRuntime:
     def __init__(self, project: ComposeProject, *, fail_on: Sequence[str] = ()) -> None:
         self.recreated: list[list[str]] = []
         self.fail_on = set(fail_on)
-        env = EnvFile.read(project.directory / ".env").as_dict()
-        resolved = project.resolve(env)
+        resolved = _resolved_now(project)
         self.envs: dict[str, dict[str, str]] = {
             name: _environment(resolved[name]) for name in project.service_names()
         }
@@ -39,7 +37,7 @@ class RecordingRuntime:
         self, project: ComposeProject, env: Mapping[str, str], services: Sequence[str]
     ) -> None:
         self.recreated.append(list(services))
-        resolved = project.resolve(EnvFile.read(project.directory / ".env").as_dict())
+        resolved = _resolved_now(project)
         for name in services:
             self.envs[name] = _environment(resolved[name])
             # A service in fail_on fails once, like one that cannot start on the new
@@ -77,6 +75,12 @@ class RecordingRuntime:
         self, project: ComposeProject, service: str, argv: Sequence[str], stdin: bytes = b""
     ) -> tuple[int, bytes]:
         raise NotImplementedError("the recording runtime has no containers to exec into")
+
+
+def _resolved_now(project: ComposeProject) -> dict[str, dict[str, object]]:
+    """The services as compose resolves them from the .env on disk right now, which is
+    what a container created at this moment gets."""
+    return ComposeProject.load(project.directory, command=project.command).resolve()
 
 
 def _environment(service: Mapping[str, object]) -> dict[str, str]:

@@ -1,11 +1,14 @@
 """The Docker runtime: compose recreates services, the Docker SDK watches them.
 
-Recreating goes through the compose command (`docker compose`, or `docker-compose`
-v1), so `.env` stays the single source of truth and compose's own config hash
-stays right. Everything else (finding containers, health, environments, exec)
-goes through the Docker SDK, which reads state without a shell.
+Recreating goes through compose (`docker compose` v2), run exactly as the plan's
+`compose config` ran (`project.command`: same argv, same clean environment, the
+deployment directory as the working directory, no `-f` or `-p` of rotator's own), so
+`.env` stays the single source of truth, compose finds the same files and project
+name, and its own config hash stays right. Everything else (finding containers,
+health, environments, exec) goes through the Docker SDK, which reads state without
+a shell.
 
-    runtime = DockerRuntime()                      # compose command from ROTATOR_COMPOSE_COMMAND
+    runtime = DockerRuntime()
     runtime.services(project)                      # {"db": ServiceState(...), ...}
     runtime.recreate(project, env, ["auth", "rest"])   # returns once the new containers run
     runtime.wait_ready(project, env, ["auth", "rest"])  # healthy, or RuntimeFailure with logs
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import socket
 import struct
 import subprocess
@@ -35,18 +37,12 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from core.compose import ComposeProject
-from core.errors import PreflightFailed, RuntimeFailure
+from core.compose import DEFAULT_DOCKER_HOST, ComposeProject
+from core.errors import ComposeUnsupported, PreflightFailed, RuntimeFailure
 from core.redact import redact, secret_values
 from core.runtime import ServiceState
 
-__all__ = ["DEFAULT_COMPOSE_COMMAND", "DockerRuntime"]
-
-DEFAULT_COMPOSE_COMMAND = "docker compose"
-"""Used when neither the constructor nor ROTATOR_COMPOSE_COMMAND names one."""
-
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
-"""Used when DOCKER_HOST is unset. The Docker CLI context is deliberately ignored."""
+__all__ = ["DockerRuntime"]
 
 COMPOSE_TIMEOUT_S = 600.0
 """How long one `compose up` may run (it stops old containers, up to 10 s each)."""
@@ -67,27 +63,6 @@ _LABEL_SERVICE = "com.docker.compose.service"
 _LABEL_ONEOFF = "com.docker.compose.oneoff"
 _LABEL_WORKING_DIR = "com.docker.compose.project.working_dir"
 
-_COMPOSE_ENV_PASSTHROUGH = (
-    "PATH",
-    "HOME",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TZ",
-    "TMPDIR",
-    "XDG_RUNTIME_DIR",
-    "DOCKER_CONFIG",
-    "DOCKER_CERT_PATH",
-    "DOCKER_TLS_VERIFY",
-)
-"""The only variables the compose process inherits (plus DOCKER_HOST, set explicitly).
-
-Compose prefers the shell's environment over `.env` when it interpolates, so a
-worker whose environment happened to hold POSTGRES_PASSWORD (or a COMPOSE_*
-setting) would silently recreate services with the wrong value. An allowlist
-also keeps the worker's own secrets (Slack and Redis credentials) out of compose.
-"""
-
 
 @dataclass(frozen=True)
 class _Verdict:
@@ -100,12 +75,9 @@ class _Verdict:
 
 
 class DockerRuntime:
-    """`core.runtime.Runtime` on a Docker engine, with the compose command for recreates.
+    """`core.runtime.Runtime` on a Docker engine, with compose for recreates.
 
     Args:
-        compose_command: the compose command as argv, e.g. `["docker-compose"]`.
-            Defaults to ROTATOR_COMPOSE_COMMAND (split like a shell would), else
-            `docker compose`.
         health_timeout_s: how long `wait_ready` waits, by default, for services
             to be ready, all together.
         client: a Docker SDK client. Defaults to one on DOCKER_HOST, else the
@@ -115,17 +87,9 @@ class DockerRuntime:
     def __init__(
         self,
         *,
-        compose_command: Sequence[str] | None = None,
         health_timeout_s: float = 120,
         client: docker.DockerClient | None = None,
     ) -> None:
-        if compose_command is None:
-            compose_command = shlex.split(
-                os.environ.get("ROTATOR_COMPOSE_COMMAND") or DEFAULT_COMPOSE_COMMAND
-            )
-        if not compose_command:
-            raise ValueError("the compose command is empty")
-        self.compose_command: tuple[str, ...] = tuple(compose_command)
         self.health_timeout_s = health_timeout_s
         self.docker_host = os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self._client = client
@@ -284,56 +248,34 @@ class DockerRuntime:
 
     # -- compose -----------------------------------------------------------------------------
 
-    def compose_argv(self, project: ComposeProject, services: Sequence[str]) -> list[str]:
-        """The `compose up` command line for these services. It holds no values."""
-        argv = [
-            *self.compose_command,
-            "-p",
-            project.name,
-            "--project-directory",
-            str(_directory(project)),
-        ]
-        for file in project.files:
-            argv += ["-f", str(file)]
-        return [*argv, "up", "-d", "--no-deps", "--force-recreate", *services]
-
-    def compose_env(self) -> dict[str, str]:
-        """The environment the compose process runs with (see _COMPOSE_ENV_PASSTHROUGH)."""
-        env = {key: os.environ[key] for key in _COMPOSE_ENV_PASSTHROUGH if key in os.environ}
-        env["DOCKER_HOST"] = self.docker_host
-        return env
+    def compose_up_args(self, services: Sequence[str]) -> list[str]:
+        """The arguments after the compose command that recreate `services`. No values."""
+        return ["up", "-d", "--no-deps", "--force-recreate", *services]
 
     def _compose_up(
         self, project: ComposeProject, services: Sequence[str], secrets: Iterable[str]
     ) -> str:
         """Run compose up for `services`; returns its output, redacted."""
-        argv = self.compose_argv(project, services)
+        command = project.command
         listed = ", ".join(services)
-        command = " ".join(self.compose_command)
         try:
-            done = subprocess.run(
-                argv,
-                cwd=_directory(project),
-                env=self.compose_env(),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=COMPOSE_TIMEOUT_S,
-                check=False,
+            done = command.run(
+                _directory(project), self.compose_up_args(services), timeout_s=COMPOSE_TIMEOUT_S
             )
-        except FileNotFoundError as exc:
-            raise RuntimeFailure(
-                f"compose command not found: {command} (set ROTATOR_COMPOSE_COMMAND)"
-            ) from exc
+        except ComposeUnsupported as exc:  # gone since the plan ran: a step failure now
+            raise RuntimeFailure(str(exc)) from None
         except subprocess.TimeoutExpired as exc:
             output = _decode(exc.stderr) if isinstance(exc.stderr, bytes) else ""
             raise RuntimeFailure(
-                f"{command} up did not finish within {COMPOSE_TIMEOUT_S:.0f} s for {listed}",
+                f"{command.display} up did not finish within {COMPOSE_TIMEOUT_S:.0f} s "
+                f"for {listed}",
                 logs=_tail(redact(output, secrets)),
             ) from None  # TimeoutExpired holds compose's raw output: do not chain it
         output = _tail(redact(_decode(done.stderr) + _decode(done.stdout), secrets))
         if done.returncode != 0:
             raise RuntimeFailure(
-                f"{command} up exited with code {done.returncode} for {listed}", logs=output
+                f"{command.display} up exited with code {done.returncode} for {listed}",
+                logs=output,
             )
         return output
 

@@ -38,7 +38,6 @@ from tests.testbed.testbed import DEFAULT_IMAGE, Testbed, fingerprint, image_exi
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_V2 = "docker compose"
-COMPOSE_V1 = "docker-compose"
 ROTATION_TIMEOUT_S = 300.0
 SERVICES = frozenset(
     {"studio", "api-gw", "auth", "rest", "realtime", "storage", "imgproxy", "meta",
@@ -175,12 +174,6 @@ def keys_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     """A testbed after upstream's add-new-auth-keys.sh (opaque keys, JWT_KEYS, JWT_JWKS),
     for one test class."""
     yield from start_testbed(tmp_path_factory, "e2e-keys", new_api_keys=True)
-
-
-@pytest.fixture(scope="class")
-def v1_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    """A testbed rendered for, and rotated with, Debian's docker-compose 1.29."""
-    yield from start_testbed(tmp_path_factory, "e2e-v1", compose=COMPOSE_V1)
 
 
 # --------------------------------------------------------------------------- evidence

@@ -270,7 +270,7 @@ def assert_consistent(
     last seen (None: it never wrote one); outcome: "finished", "rolled_back" or None.
     """
     text = (tb.directory / ".env").read_bytes()
-    Deployment.load(tb.directory).values()  # parses, and the compose files with it
+    assert Deployment.load(tb.directory).compose.service_names()  # .env parses; compose reads it
     before = read_env_bytes(before_env)
     now = read_env(tb.directory / ".env")
     if journal is None or outcome is None:

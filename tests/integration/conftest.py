@@ -8,17 +8,23 @@ never rotated; it is how the fixture sets up, inspects and cleans up.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import docker
+import docker.errors
 import psycopg
 import pytest
 from psycopg import sql
 
 from core.adapters.postgres import SHARED_PASSWORD_ROLES, DbAddress
-from tests.conftest import PgServer
+from tests.conftest import PgServer, service_missing
+
+IMAGE = "rotator-testbed:latest"
+"""The testbed image (tests/testbed/build-images.sh): Debian with PostgreSQL and Python."""
 
 READ_ONLY_ROLE = "supabase_read_only_user"
 ALL_ROLES = (*SHARED_PASSWORD_ROLES, READ_ONLY_ROLE)
@@ -161,3 +167,22 @@ def supabase_db(pg_server: PgServer) -> Iterator[SupabaseDb]:
             _drop_everything(lock)
         finally:
             lock.close()  # also releases the advisory lock
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """A Docker SDK client on the engine, once the testbed image is there."""
+    base_url = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        client = docker.DockerClient(base_url=base_url)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        service_missing(f"no Docker engine at {base_url} ({type(exc).__name__})")
+        raise  # unreachable: service_missing skips or fails
+    try:
+        client.images.get(IMAGE)
+    except docker.errors.ImageNotFound:
+        client.close()
+        service_missing(f"image {IMAGE} not built (tests/testbed/build-images.sh)")
+    yield client
+    client.close()

@@ -20,7 +20,7 @@ from core.envfile import EnvFile
 from core.errors import RuntimeFailure
 from tests.fakes import RecordingRuntime, make_mini_deployment
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.compose]
 
 LOGIN_ROLES = ("postgres", "supabase_admin", "authenticator", "supabase_auth_admin")
 

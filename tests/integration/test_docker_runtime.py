@@ -7,12 +7,9 @@ with the same compose command the runtime uses, and removed afterwards.
 
 from __future__ import annotations
 
-import os
 import secrets
-import shlex
 import shutil
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,12 +23,10 @@ import pytest
 from docker.models.containers import Container
 
 from core.adapters.docker import DockerRuntime
-from core.compose import ComposeProject
+from core.compose import ComposeCommand, ComposeProject
 from core.errors import PreflightFailed, RuntimeFailure
 from core.redact import REDACTED
-from tests.conftest import service_missing
 
-IMAGE = "rotator-testbed:latest"
 TRIO = Path(__file__).resolve().parents[1] / "fixtures" / "docker" / "trio"
 SERVICES = ("db", "auth", "api")
 
@@ -39,37 +34,10 @@ SERVICES = ("db", "auth", "api")
 # -- fixtures ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def docker_client() -> Iterator[docker.DockerClient]:
-    base_url = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    try:
-        client = docker.DockerClient(base_url=base_url)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        service_missing(f"no Docker engine at {base_url} ({type(exc).__name__})")
-        raise  # unreachable: service_missing skips or fails
-    try:
-        client.images.get(IMAGE)
-    except docker.errors.ImageNotFound:
-        client.close()
-        service_missing(f"image {IMAGE} not built (tests/testbed/build-images.sh)")
-    yield client
-    client.close()
-
-
-@pytest.fixture(params=["docker-compose", "docker compose"])
-def compose_command(request: pytest.FixtureRequest) -> list[str]:
-    command = str(request.param)
-    argv = shlex.split(command)
-    found = shutil.which(argv[0]) is not None and (
-        subprocess.run([*argv, "version"], capture_output=True, check=False).returncode == 0
-    )
-    if not found:
-        if command == "docker-compose":
-            service_missing("docker-compose (compose v1) is not installed")
-        # The v2 plugin is optional: Debian's docker.io ships without it.
-        pytest.skip(f"`{command}` is not available here (no compose v2 plugin installed)")
-    return argv
+@pytest.fixture
+def compose_command() -> ComposeCommand:
+    """The compose command rotator uses (ROTATOR_COMPOSE_COMMAND or `docker compose`)."""
+    return ComposeCommand.from_environment()
 
 
 @dataclass
@@ -90,7 +58,7 @@ class Trio:
         self.env.update(changes)
         text = "".join(f"{key}={value}\n" for key, value in self.env.items())
         (self.directory / ".env").write_text(text)
-        self.project = ComposeProject.load(self.directory, dict(self.env))
+        self.project = ComposeProject.load(self.directory, values=self.env)
 
     @property
     def name(self) -> str:
@@ -143,7 +111,7 @@ def _remove_project(client: docker.DockerClient, name: str) -> None:
 
 @pytest.fixture
 def trio(
-    tmp_path: Path, docker_client: docker.DockerClient, compose_command: list[str]
+    tmp_path: Path, docker_client: docker.DockerClient, compose_command: ComposeCommand
 ) -> Iterator[Trio]:
     directory = tmp_path / "trio"
     directory.mkdir()
@@ -158,19 +126,10 @@ def trio(
         "AUTH_JWT_SECRET": secrets.token_urlsafe(24) + "/+=",  # URL-encoding changes it
         "API_KEY": secrets.token_hex(20),
     }
-    runtime = DockerRuntime(
-        compose_command=compose_command, health_timeout_s=30, client=docker_client
-    )
+    runtime = DockerRuntime(health_timeout_s=30, client=docker_client)
     t = Trio(directory=directory, env=env, runtime=runtime, client=docker_client)
     try:
-        subprocess.run(
-            [*compose_command, "-p", name, "up", "-d"],
-            cwd=directory,
-            env=runtime.compose_env(),
-            capture_output=True,
-            check=True,
-            timeout=180,
-        )
+        compose_command.run(directory, ["up", "-d"], timeout_s=180).check_returncode()
         t.wait_ready()
         yield t
     finally:
@@ -197,7 +156,7 @@ def test_containers_started_from_another_directory_are_refused(trio: Trio, tmp_p
     # sees the Supabase directory at another path than the Docker host does.
     elsewhere = tmp_path / "elsewhere"
     shutil.copytree(trio.directory, elsewhere)
-    impostor = ComposeProject.load(elsewhere, dict(trio.env))
+    impostor = ComposeProject.load(elsewhere, values=trio.env)
     before = trio.snapshot()
 
     with pytest.raises(PreflightFailed) as services_error:
@@ -226,7 +185,7 @@ def test_recreate_gives_the_service_a_new_container_and_leaves_the_others_runnin
     trio.runtime.recreate(trio.project, trio.env, ["auth"])
     trio.runtime.wait_ready(trio.project, trio.env, ["auth"])
     elapsed = time.monotonic() - started
-    print(f"recreate auth (compose {' '.join(trio.runtime.compose_command)}): {elapsed:.2f} s")
+    print(f"recreate auth ({trio.project.command.display}): {elapsed:.2f} s")
 
     after = trio.snapshot()
     assert after["auth"][0] != before["auth"][0]
@@ -250,7 +209,7 @@ def test_recreate_takes_values_from_env_file_not_from_the_callers_environment(
 
     env = trio.runtime.container_env(trio.project, "auth")
     assert env["SERVICE_SECRET"] == trio.env["AUTH_JWT_SECRET"]
-    assert "AUTH_JWT_SECRET" not in trio.runtime.compose_env()
+    assert "AUTH_JWT_SECRET" not in trio.project.command.environment()
 
 
 @pytest.mark.docker
@@ -315,7 +274,7 @@ def test_a_compose_error_fails_the_recreate_and_stops_nothing(trio: Trio) -> Non
     with pytest.raises(RuntimeFailure) as failure:
         trio.runtime.recreate(trio.project, trio.env, ["no-such-service"])
 
-    # v1 exits non-zero; v2 exits 0 and creates nothing: both are caught.
+    # Compose refuses the name (non-zero exit), or exits 0 having created nothing: both fail.
     message = str(failure.value)
     assert "exited with code" in message or "no container for service" in message
     assert "no-such-service" in failure.value.logs

@@ -27,7 +27,7 @@ from core.progress import Event, Note, RecordingProgress, StepFinished
 from core.signing_keys import KeySet, Phase, api_keys_signed_by, kid_of, new_ec_key, verify_es256
 from tests.fakes import RecordingRuntime, make_mini_deployment
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.compose]
 
 LOGIN_ROLES = ("postgres", "supabase_admin", "authenticator", "supabase_auth_admin")
 

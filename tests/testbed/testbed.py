@@ -8,10 +8,7 @@
         tb.down()
 
 The compose command is ROTATOR_COMPOSE_COMMAND (split like a shell would), else
-`docker-compose`. Compose v1 cannot read two things the upstream file uses, so for v1
-the copy is adjusted the way upstream's comments suggest for Podman: the top-level
-`name:` becomes COMPOSE_PROJECT_NAME in .env, and nested `${A:-${B}}` defaults become
-plain references.
+`docker compose`: Docker Compose v2, which rotator requires.
 """
 
 from __future__ import annotations
@@ -83,7 +80,7 @@ def image_exists(image: str = DEFAULT_IMAGE) -> bool:
 
 
 def compose_command() -> list[str]:
-    return shlex.split(os.environ.get("ROTATOR_COMPOSE_COMMAND", "docker-compose"))
+    return shlex.split(os.environ.get("ROTATOR_COMPOSE_COMMAND") or "docker compose")
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -173,24 +170,9 @@ class Testbed:
                 r"\1\2:",
                 compose,
             )
-        if self.compose_major_version() < 2:
-            compose = re.sub(r"(?m)^name: .*\n", "", compose)
-            env = env.replace(
-                "COMPOSE_FILE=docker-compose.yml\n",
-                f"COMPOSE_FILE=docker-compose.yml\nCOMPOSE_PROJECT_NAME={self.project_name}\n",
-            )
-            jwks_set = "JWT_JWKS=\n" not in env
-            compose = compose.replace(
-                "${JWT_JWKS:-${JWT_SECRET}}", "${JWT_JWKS}" if jwks_set else "${JWT_SECRET}"
-            )
-            compose = compose.replace('${JWT_JWKS:-{"keys":[]}}', "${JWT_JWKS}")
         compose_file.write_text(compose)
         env_file.write_text(env)
         env_file.chmod(0o600)
-
-    def compose_major_version(self) -> int:
-        result = self._run([*self.compose, "version", "--short"])
-        return int(result.stdout.strip().lstrip("v").split(".")[0])
 
     # --- lifecycle -------------------------------------------------------------------
 

@@ -1,58 +1,91 @@
-"""core.compose on the upstream Supabase files and on small projects of our own.
+"""core.compose: the model compose itself gives, on the upstream files and on our own.
 
-The expected service sets below were read off the YAML by hand (grep for the
-variable, skip commented lines); they are stated literally so that a change
-upstream or in the merge rules shows up as a failing test, not a silent drift.
+Every project here is resolved by the real `docker compose` (v2) binary; no Docker
+engine is needed. The expected service sets were read off the YAML by hand (grep for
+the variable, skip commented lines); they are stated literally so that a change
+upstream, or in how rotator reads compose's answer, shows up as a failing test.
 """
 
 from __future__ import annotations
 
+import io
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from textwrap import dedent
 
 import pytest
-from dotenv import dotenv_values
 
-from core.compose import ComposeProject, normalise_project_name
-from core.errors import ComposeError
+from core.cli import main
+from core.compose import ComposeCommand, ComposeProject
+from core.envfile import EnvFile
+from core.errors import ComposeError, ComposeUnsupported
+from core.redact import REDACTED
 from tests.conftest import REFERENCE_2025_11, REFERENCE_CURRENT, reference_dir
+
+pytestmark = pytest.mark.compose
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "compose"
 
 
-def env_example(directory: Path) -> dict[str, str]:
-    """The reference `.env.example`, as compose reads it (no value means empty)."""
-    values = dotenv_values(directory / ".env.example", interpolate=False)
-    return {key: value or "" for key, value in values.items()}
+# -- helpers ---------------------------------------------------------------------------
 
 
-def changed(project: ComposeProject, env: dict[str, str], **new: str) -> list[str]:
-    return project.changed_services(env, {**env, **new})
+def env_text(values: Mapping[str, str]) -> str:
+    """A .env holding `values`, written by rotator's own .env writer."""
+    blank = EnvFile.parse("".join(f"{key}=\n" for key in values))
+    return blank.replace(dict(values)).render()
 
 
-def write(directory: Path, files: dict[str, str]) -> Path:
+def deploy(directory: Path, files: Mapping[str, str], env: Mapping[str, str]) -> Path:
+    """A deployment directory with these compose files and a .env holding `env`."""
+    directory.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (directory / name).parent.mkdir(parents=True, exist_ok=True)
         (directory / name).write_text(dedent(text))
+    (directory / ".env").write_text(env_text(env))
     return directory
 
 
-# -- the current upstream layout (v0.8.2) ----------------------------------------------
+def copy_reference(reference: Path, target: Path, compose_file: str | None = None) -> Path:
+    """An upstream layout in `target`: its compose files, `.env` made from `.env.example`."""
+    source = reference_dir(reference)
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.glob("docker-compose*.yml")):
+        shutil.copyfile(path, target / path.name)
+    env = (source / ".env.example").read_text()
+    if compose_file is not None:
+        lines = [line for line in env.splitlines() if not line.startswith("COMPOSE_FILE=")]
+        env = "\n".join([*lines, f"COMPOSE_FILE={compose_file}", ""])
+    (target / ".env").write_text(env)
+    return target
+
+
+def load(directory: Path) -> ComposeProject:
+    return ComposeProject.load(directory, values=EnvFile.read(directory / ".env").as_dict())
+
+
+def changed(project: ComposeProject, **new: str) -> list[str]:
+    """What compose says changes when these .env keys take these values."""
+    env = EnvFile.read(project.directory / ".env")
+    return project.changed_services(project.resolved_with(env.replace(new)))
+
+
+# -- the current upstream layout ----------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def current() -> tuple[ComposeProject, dict[str, str]]:
-    directory = reference_dir(REFERENCE_CURRENT)
-    env = env_example(directory)
-    return ComposeProject.load(directory, env), env
+def current(tmp_path_factory: pytest.TempPathFactory) -> ComposeProject:
+    return load(copy_reference(REFERENCE_CURRENT, tmp_path_factory.mktemp("current")))
 
 
-def test_current_layout_uses_compose_file_from_env(current: tuple[ComposeProject, dict]) -> None:
-    project, env = current
-    assert env["COMPOSE_FILE"] == "docker-compose.yml"
-    assert project.files == (project.directory / "docker-compose.yml",)
-    assert project.name == "supabase"
-    assert set(project.service_names()) == {
+def test_current_layout_names_the_project_and_its_services(current: ComposeProject) -> None:
+    assert current.name == "supabase"
+    assert set(current.service_names()) == {
         "studio",
         "api-gw",
         "auth",
@@ -67,33 +100,11 @@ def test_current_layout_uses_compose_file_from_env(current: tuple[ComposeProject
     }
 
 
-def test_raw_model_is_not_interpolated(current: tuple[ComposeProject, dict]) -> None:
-    project, _ = current
-    db = project.raw["services"]["db"]
-    assert db["environment"]["POSTGRES_PASSWORD"] == "${POSTGRES_PASSWORD}"
-    assert db["environment"]["PGPASSWORD"] == "${POSTGRES_PASSWORD}"
-    rest = project.raw["services"]["rest"]
-    assert rest["environment"]["PGRST_JWT_SECRET"] == "${JWT_JWKS:-${JWT_SECRET}}"
-
-
-def test_postgres_password_touches_exactly_its_consumers(
-    current: tuple[ComposeProject, dict],
+def test_postgres_password_touches_exactly_its_consumers_in_restart_order(
+    current: ComposeProject,
 ) -> None:
-    project, env = current
-    services = changed(project, env, POSTGRES_PASSWORD="n3wpassw0rd")
-    assert set(services) == {
-        "db",
-        "auth",
-        "rest",
-        "realtime",
-        "storage",
-        "meta",
-        "studio",
-        "functions",
-        "supavisor",
-    }
-    # restart order: db (and studio, which needs nothing) first, storage after rest
-    assert services == [
+    # db and studio wait for nothing, then everything on db; storage waits for rest
+    assert changed(current, POSTGRES_PASSWORD="n3wpassw0rd") == [
         "db",
         "studio",
         "auth",
@@ -104,16 +115,10 @@ def test_postgres_password_touches_exactly_its_consumers(
         "supavisor",
         "storage",
     ]
-    db = project.resolve({**env, "POSTGRES_PASSWORD": "n3wpassw0rd"})["db"]["environment"]
-    assert db["POSTGRES_PASSWORD"] == db["PGPASSWORD"] == "n3wpassw0rd"
 
 
-def test_jwt_secret_touches_the_services_whose_env_uses_it(
-    current: tuple[ComposeProject, dict],
-) -> None:
-    project, env = current
-    assert env["JWT_JWKS"] == ""
-    assert set(changed(project, env, JWT_SECRET="x" * 40)) == {
+def test_jwt_secret_touches_the_services_whose_env_uses_it(current: ComposeProject) -> None:
+    assert set(changed(current, JWT_SECRET="x" * 40)) == {
         "studio",  # AUTH_JWT_SECRET
         "auth",  # GOTRUE_JWT_SECRET
         "rest",  # PGRST_JWT_SECRET: ${JWT_JWKS:-${JWT_SECRET}}, JWT_JWKS empty
@@ -124,32 +129,31 @@ def test_jwt_secret_touches_the_services_whose_env_uses_it(
     }
 
 
-def test_rest_ignores_jwt_secret_once_jwt_jwks_is_set(
-    current: tuple[ComposeProject, dict],
-) -> None:
-    project, env = current
-    with_jwks = {**env, "JWT_JWKS": '{"keys":[]}'}
-    services = changed(project, with_jwks, JWT_SECRET="x" * 40)
+def test_rest_ignores_jwt_secret_once_jwt_jwks_is_set(tmp_path: Path) -> None:
+    project = copy_reference(REFERENCE_CURRENT, tmp_path)
+    env = EnvFile.read(project / ".env").replace({"JWT_JWKS": '{"keys":[]}'})
+    (project / ".env").write_text(env.render())
+
+    services = changed(load(project), JWT_SECRET="x" * 40)
+
     assert "rest" not in services
     assert "auth" in services
 
 
-def test_anon_key_includes_realtime_through_its_healthcheck(
-    current: tuple[ComposeProject, dict],
-) -> None:
-    project, env = current
-    after = {**env, "ANON_KEY": "new.anon.key"}
-    assert set(project.changed_services(env, after)) == {
+def test_anon_key_reaches_realtime_through_its_healthcheck(current: ComposeProject) -> None:
+    after = current.resolved_with(
+        EnvFile.read(current.directory / ".env").replace({"ANON_KEY": "new.anon.key"})
+    )
+    assert set(current.changed_services(after)) == {
         "studio",
         "api-gw",
         "realtime",
         "storage",
         "functions",
     }
-    old, new = project.resolve(env)["realtime"], project.resolve(after)["realtime"]
+    old, new = current.resolve()["realtime"], after.resolve()["realtime"]
     assert old["environment"] == new["environment"]
-    assert old["healthcheck"] != new["healthcheck"]
-    assert "Bearer new.anon.key" in new["healthcheck"]["test"][1]
+    assert "Bearer new.anon.key" in " ".join(new["healthcheck"]["test"])
 
 
 @pytest.mark.parametrize(
@@ -166,40 +170,33 @@ def test_anon_key_includes_realtime_through_its_healthcheck(
         ("JWT_KEYS", set()),
     ],
 )
-def test_other_keys(current: tuple[ComposeProject, dict], key: str, services: set[str]) -> None:
-    project, env = current
-    assert set(changed(project, env, **{key: "changed-value"})) == services
+def test_other_keys(current: ComposeProject, key: str, services: set[str]) -> None:
+    assert set(changed(current, **{key: "changed-value"})) == services
 
 
-def test_unchanged_env_changes_nothing(current: tuple[ComposeProject, dict]) -> None:
-    project, env = current
-    assert project.changed_services(env, dict(env)) == []
+def test_an_unchanged_env_changes_nothing(current: ComposeProject) -> None:
+    assert (
+        current.changed_services(current.resolved_with(EnvFile.read(current.directory / ".env")))
+        == []
+    )
 
 
-def test_restart_levels_on_the_reference(current: tuple[ComposeProject, dict]) -> None:
-    project, _ = current
-    assert project.restart_levels(project.service_names()) == [
+def test_restart_levels_and_dependencies_on_the_reference(current: ComposeProject) -> None:
+    assert current.restart_levels(current.service_names()) == [
         ["db", "imgproxy", "studio"],
         ["api-gw", "auth", "meta", "realtime", "rest", "supavisor"],
         ["functions", "storage"],
     ]
     # through services outside the set: functions -> api-gw -> studio
-    assert project.restart_levels(["functions", "studio"]) == [["studio"], ["functions"]]
-    assert project.restart_levels(["storage", "db"]) == [["db"], ["storage"]]
-    assert project.restart_levels([]) == []
+    assert current.restart_levels(["functions", "studio"]) == [["studio"], ["functions"]]
+    assert current.restart_levels([]) == []
+    assert current.dependencies("storage") == {"db", "rest", "imgproxy"}
+    assert current.dependencies("functions") == {"api-gw"}
+    assert current.dependencies("db") == set()
 
 
-def test_dependencies_on_the_reference(current: tuple[ComposeProject, dict]) -> None:
-    project, _ = current
-    assert project.dependencies("storage") == {"db", "rest", "imgproxy"}
-    assert project.dependencies("api-gw") == {"studio"}
-    assert project.dependencies("functions") == {"api-gw"}
-    assert project.dependencies("db") == set()
-
-
-def test_container_names_and_healthchecks(current: tuple[ComposeProject, dict]) -> None:
-    project, env = current
-    names = {service: project.container_name(service, env) for service in project.service_names()}
+def test_container_names_and_healthchecks(current: ComposeProject) -> None:
+    names = {service: current.container_name(service) for service in current.service_names()}
     assert names == {
         "studio": "supabase-studio",
         "api-gw": "supabase-envoy",
@@ -213,51 +210,38 @@ def test_container_names_and_healthchecks(current: tuple[ComposeProject, dict]) 
         "db": "supabase-db",
         "supavisor": "supabase-pooler",
     }
-    assert project.healthcheck("meta", env) is None
-    db = project.healthcheck("db", env)
+    assert current.healthcheck("meta") is None
+    db = current.healthcheck("db")
     assert db is not None
     assert db["test"] == ["CMD", "pg_isready", "-U", "postgres", "-h", "localhost"]
     assert db["retries"] == 10
+    assert (current.healthcheck("studio") or {})["start_period"] == "20s"
 
 
-def test_double_dollar_in_the_reference_command(current: tuple[ComposeProject, dict]) -> None:
-    project, env = current
-    command = project.resolve(env)["supavisor"]["command"]
-    assert command[2] == (
-        '/app/bin/migrate && /app/bin/supavisor eval "$(cat /etc/pooler/pooler.exs)"'
-        " && /app/bin/server"
+def test_double_dollar_in_the_reference_command_is_no_reference(current: ComposeProject) -> None:
+    # compose prints its model with every `$` doubled; the model holds what runs
+    command = " ".join(current.resolve()["supavisor"]["command"])
+    assert '/app/bin/supavisor eval "$(cat /etc/pooler/pooler.exs)"' in command
+
+
+def test_bind_mounts_are_absolute_paths_in_the_project(current: ComposeProject) -> None:
+    mounts = {(m.service, m.target): m.source for m in current.bind_mounts()}
+    assert mounts[("supavisor", "/etc/pooler/pooler.exs")] == (
+        current.directory / "volumes" / "pooler" / "pooler.exs"
     )
+    assert mounts[("db", "/var/lib/postgresql/data")] == current.directory / "volumes/db/data"
+    assert all(source.is_absolute() for source in mounts.values())
 
 
-def test_logs_override_adds_analytics_and_vector() -> None:
-    directory = reference_dir(REFERENCE_CURRENT)
-    env = {**env_example(directory), "COMPOSE_FILE": "docker-compose.yml:docker-compose.logs.yml"}
-    project = ComposeProject.load(directory, env)
-    assert project.files == (
-        directory / "docker-compose.yml",
-        directory / "docker-compose.logs.yml",
+def test_the_logs_override_adds_analytics_and_vector(tmp_path: Path) -> None:
+    project = load(
+        copy_reference(REFERENCE_CURRENT, tmp_path, "docker-compose.yml:docker-compose.logs.yml")
     )
     assert {"analytics", "vector"} <= set(project.service_names())
-    assert set(changed(project, env, POSTGRES_PASSWORD="n3w")) == {
-        "db",
-        "auth",
-        "rest",
-        "realtime",
-        "storage",
-        "meta",
-        "studio",
-        "functions",
-        "supavisor",
-        "analytics",  # DB_PASSWORD, POSTGRES_BACKEND_URL
-    }
-    assert set(changed(project, env, LOGFLARE_PUBLIC_ACCESS_TOKEN="t")) == {"analytics", "vector"}
-    assert set(changed(project, env, LOGFLARE_PRIVATE_ACCESS_TOKEN="t")) == {"studio", "analytics"}
-    # studio's environment is merged key by key with the base file's
-    studio = project.resolve(env)["studio"]
-    assert studio["environment"]["ENABLED_FEATURES_LOGS_ALL"] == "true"
-    assert studio["environment"]["AUTH_JWT_SECRET"] == env["JWT_SECRET"]
+    assert "analytics" in changed(project, POSTGRES_PASSWORD="n3wpassw0rd")
+    assert set(changed(project, LOGFLARE_PUBLIC_ACCESS_TOKEN="t" * 40)) == {"analytics", "vector"}
+    assert set(changed(project, LOGFLARE_PRIVATE_ACCESS_TOKEN="t" * 40)) == {"studio", "analytics"}
     assert project.dependencies("studio") == {"analytics"}
-    assert project.dependencies("vector") == {"analytics"}
     assert project.restart_levels(project.service_names()) == [
         ["db", "imgproxy"],
         ["analytics", "auth", "meta", "realtime", "rest", "supavisor"],
@@ -267,65 +251,22 @@ def test_logs_override_adds_analytics_and_vector() -> None:
     ]
 
 
-def test_kong_override_replaces_the_gateway_in_place() -> None:
-    directory = reference_dir(REFERENCE_CURRENT)
-    env = {**env_example(directory), "COMPOSE_FILE": "docker-compose.yml:docker-compose.kong.yml"}
-    project = ComposeProject.load(directory, env)
-    gateway = project.resolve(env)["api-gw"]
-    assert project.container_name("api-gw", env) == "supabase-kong"
-    assert gateway["image"] == "kong/kong:3.9.3"
-    # !override: the envoy environment, ports, volumes and entrypoint are gone, not merged
-    assert "ANON_KEY" not in gateway["environment"]
-    assert gateway["environment"]["SUPABASE_ANON_KEY"] == env["ANON_KEY"]
-    assert gateway["environment"]["KONG_DATABASE"] == "off"
-    assert gateway["ports"] == ["8000:8000/tcp", "8443:8443/tcp"]
-    assert gateway["volumes"] == [
-        "./volumes/api/kong.yml:/home/kong/temp.yml:ro,z",
-        "./volumes/api/kong-entrypoint.sh:/home/kong/kong-entrypoint.sh:ro,z",
-    ]
-    assert gateway["entrypoint"] == ["/bin/sh", "/home/kong/kong-entrypoint.sh"]
-    assert project.healthcheck("api-gw", env) == {
-        "test": ["CMD", "kong", "health"],
-        "interval": "5s",
-        "timeout": "5s",
-        "retries": 5,
-    }
-    # what the override does not mention is kept from the base file
-    assert gateway["networks"] == {"default": {"aliases": ["envoy", "kong"]}}
-    assert project.dependencies("api-gw") == {"studio"}
-    assert set(changed(project, env, DASHBOARD_PASSWORD="pw")) == {"api-gw"}
-    assert set(changed(project, env, ANON_KEY="k")) == {
-        "studio",
-        "api-gw",
-        "realtime",
-        "storage",
-        "functions",
-    }
-    assert set(changed(project, env, API_EXTERNAL_URL="https://x.test")) == {"auth", "api-gw"}
+def test_the_kong_override_replaces_the_gateway_in_place(tmp_path: Path) -> None:
+    project = load(
+        copy_reference(REFERENCE_CURRENT, tmp_path, "docker-compose.yml:docker-compose.kong.yml")
+    )
+    assert project.container_name("api-gw") == "supabase-kong"
+    assert (project.healthcheck("api-gw") or {})["test"] == ["CMD", "kong", "health"]
+    assert "ANON_KEY" not in project.resolve()["api-gw"]["environment"]  # !override
+    assert changed(project, DASHBOARD_PASSWORD="pw" * 10) == ["api-gw"]
 
 
-def test_november_2025_layout() -> None:
-    directory = reference_dir(REFERENCE_2025_11)
-    env = env_example(directory)
-    assert "COMPOSE_FILE" not in env
-    project = ComposeProject.load(directory, env)
-    assert project.files == (directory / "docker-compose.yml",)
+def test_the_november_2025_layout(tmp_path: Path) -> None:
+    project = load(copy_reference(REFERENCE_2025_11, tmp_path))
     assert project.name == "supabase"
     assert "kong" in project.service_names()
     assert "api-gw" not in project.service_names()
-    assert set(changed(project, env, POSTGRES_PASSWORD="n3w")) == {
-        "db",
-        "auth",
-        "rest",
-        "realtime",
-        "storage",
-        "meta",
-        "studio",
-        "functions",
-        "supavisor",
-        "analytics",
-    }
-    assert set(changed(project, env, JWT_SECRET="x" * 40)) == {
+    assert set(changed(project, JWT_SECRET="x" * 40)) == {
         "db",  # JWT_SECRET, still passed to db in this layout
         "studio",
         "auth",
@@ -335,13 +276,6 @@ def test_november_2025_layout() -> None:
         "functions",
         "supavisor",
     }
-    assert set(changed(project, env, ANON_KEY="k")) == {
-        "studio",
-        "kong",
-        "realtime",  # through its healthcheck
-        "storage",
-        "functions",
-    }
     assert project.restart_levels(project.service_names()) == [
         ["imgproxy", "vector"],
         ["db"],
@@ -349,447 +283,385 @@ def test_november_2025_layout() -> None:
         ["auth", "functions", "kong", "meta", "realtime", "rest", "studio", "supavisor"],
         ["storage"],
     ]
-    assert project.container_name("kong", env) == "supabase-kong"
 
 
-# -- our own fixture project: renamed services and an override file --------------------
+# -- what compose reads that a re-implementation missed --------------------------------------
 
-RENAMED_ENV = {
-    "POSTGRES_PASSWORD": "pw1",
-    "JWT_SECRET": "j" * 40,
-    "ANON_KEY": "anon",
-    "POSTGRES_DB": "ignored",
-}
+BASE_ENV = {"POSTGRES_PASSWORD": "old-password-0123", "JWT_SECRET": "j" * 40}
+PASSWORD_APP = "services:\n  app: {image: x, environment: {PW: '${POSTGRES_PASSWORD}'}}\n"
 
 
-@pytest.fixture
-def renamed() -> ComposeProject:
-    return ComposeProject.load(FIXTURES / "renamed", RENAMED_ENV)
-
-
-def test_default_files_include_the_override(renamed: ComposeProject) -> None:
-    directory = FIXTURES / "renamed"
-    assert renamed.files == (directory / "compose.yaml", directory / "compose.override.yaml")
-    assert renamed.name == "renamed"  # no name: and no COMPOSE_PROJECT_NAME
-    assert renamed.service_names() == ["database", "gotrue", "gateway", "worker"]
-
-
-def test_environment_list_and_mapping_forms_merge_by_key(renamed: ComposeProject) -> None:
-    raw = renamed.raw["services"]
-    assert raw["database"]["environment"] == {
-        "POSTGRES_PASSWORD": "${POSTGRES_PASSWORD}",
-        "PGPASSWORD": "${POSTGRES_PASSWORD}",
-        "POSTGRES_DB": "app",  # bare in compose.yaml, set by the override
-    }
-    assert raw["gotrue"]["environment"] == {
-        "DB_URL": "postgres://auth:${POSTGRES_PASSWORD}@database/app",
-        "JWT_SECRET": "${JWT_SECRET:?set JWT_SECRET in .env}",
-        "SITE_URL": "https://example.test",  # list form over mapping form
-        "MAILER": "${SMTP_HOST:+smtp}",
-        "EXTRA_FLAG": "1",
-    }
-    assert raw["gateway"]["labels"] == {
-        "com.example.tier": "edge-override",
-        "com.example.owner": "platform",
-    }
-
-
-def test_override_replaces_command_and_healthcheck_test(renamed: ComposeProject) -> None:
-    resolved = renamed.resolve(RENAMED_ENV)
-    assert resolved["gateway"]["command"] == ["kong", "start", "--v"]
-    assert renamed.healthcheck("gotrue", RENAMED_ENV) == {"test": ["CMD", "true"], "interval": "5s"}
-    assert renamed.healthcheck("gateway", RENAMED_ENV) is None
-
-
-def test_sequences_append_then_deduplicate(renamed: ComposeProject) -> None:
-    resolved = renamed.resolve(RENAMED_ENV)
-    # the same port twice, once: de-duplicated
-    assert resolved["database"]["ports"] == ["127.0.0.1:5432:5432"]
-    # the same target twice: the override's source wins, in place
-    assert resolved["database"]["volumes"] == ["./data-override:/var/lib/postgresql/data"]
-    assert resolved["gateway"]["ports"] == ["8000:8000"]
-
-
-def test_depends_on_forms_merge_and_take_defaults(renamed: ComposeProject) -> None:
-    assert renamed.raw["services"]["gateway"]["depends_on"] == {
-        "gotrue": {"condition": "service_healthy", "required": True},
-        "database": {"condition": "service_started", "required": True},
-    }
-    assert renamed.dependencies("gateway") == {"gotrue", "database"}
-    assert renamed.dependencies("worker") == {"gotrue"}  # network_mode: service:gotrue
-
-
-def test_renamed_services_changes_and_order(renamed: ComposeProject) -> None:
-    env = RENAMED_ENV
-    assert changed(renamed, env, POSTGRES_PASSWORD="pw2") == ["database", "gotrue"]
-    assert changed(renamed, env, JWT_SECRET="k" * 40) == ["gotrue"]
-    assert changed(renamed, env, ANON_KEY="other") == ["gateway"]
-    assert changed(renamed, env, TZ="UTC") == ["worker"]  # a bare `- TZ` inherits from env
-    assert changed(renamed, env, HOSTNAME="h") == []  # only ever written as $$HOSTNAME
-    assert renamed.restart_levels(renamed.service_names()) == [
-        ["database"],
-        ["gotrue"],
-        ["gateway", "worker"],
-    ]
-    # worker -> gotrue (outside the set) -> database
-    assert renamed.restart_levels(["worker", "database"]) == [["database"], ["worker"]]
-
-
-def test_dash_default_keeps_an_empty_value(renamed: ComposeProject) -> None:
-    unset = renamed.resolve(RENAMED_ENV)
-    empty = renamed.resolve({**RENAMED_ENV, "DB_PORT": "", "SITE_URL": ""})
-    assert unset["database"]["ports"] == ["127.0.0.1:5432:5432"]
-    assert empty["database"]["ports"] == ["127.0.0.1::5432"]
-    # SITE_URL comes from the override, not from ${SITE_URL-...}
-    assert empty["gotrue"]["environment"]["SITE_URL"] == "https://example.test"
-
-
-def test_resolved_values(renamed: ComposeProject) -> None:
-    resolved = renamed.resolve({**RENAMED_ENV, "SMTP_HOST": "mail", "TZ": "Europe/Paris"})
-    assert resolved["gotrue"]["environment"]["MAILER"] == "smtp"
-    assert resolved["gotrue"]["environment"]["DB_URL"] == "postgres://auth:pw1@database/app"
-    assert resolved["worker"]["environment"] == {"TZ": "Europe/Paris"}
-    assert resolved["worker"]["command"] == 'sh -c "echo $HOSTNAME ${TZ}; sleep infinity"'
-    assert renamed.resolve(RENAMED_ENV)["worker"]["environment"] == {"TZ": None}
-    no_smtp = renamed.resolve({**RENAMED_ENV, "SMTP_HOST": ""})
-    assert no_smtp["gotrue"]["environment"]["MAILER"] == ""
-
-
-def test_container_name_is_interpolated(renamed: ComposeProject) -> None:
-    assert renamed.container_name("database", RENAMED_ENV) == "acme-pg"
-    assert renamed.container_name("database", {**RENAMED_ENV, "STACK": ""}) == "acme-pg"
-    assert renamed.container_name("database", {**RENAMED_ENV, "STACK": "prod"}) == "prod-pg"
-    assert renamed.container_name("gateway", RENAMED_ENV) is None
-
-
-def test_required_variable_missing_fails_load_and_names_only_the_key() -> None:
-    env = {key: value for key, value in RENAMED_ENV.items() if key != "JWT_SECRET"}
-    with pytest.raises(ComposeError) as caught:
-        ComposeProject.load(FIXTURES / "renamed", env)
-    message = str(caught.value)
-    assert "JWT_SECRET" in message
-    assert "services.gotrue.environment.JWT_SECRET" in message
-    assert "compose.yaml" in message
-    assert "pw1" not in message and "anon" not in message
-
-
-def test_unknown_service_is_a_compose_error(renamed: ComposeProject) -> None:
-    with pytest.raises(ComposeError, match="unknown service"):
-        renamed.container_name("nope", RENAMED_ENV)
-    with pytest.raises(ComposeError, match="unknown service"):
-        renamed.restart_levels(["database", "nope"])
-    with pytest.raises(ComposeError, match="unknown service"):
-        renamed.dependencies("nope")
-
-
-# -- files and names -----------------------------------------------------------------
-
-MINIMAL = "services:\n  app:\n    image: busybox\n"
-
-
-def test_compose_yaml_wins_over_docker_compose_yml(tmp_path: Path) -> None:
-    write(
-        tmp_path,
-        {
-            "docker-compose.yml": "services:\n  old:\n    image: a\n",
-            "compose.yaml": MINIMAL,
-            "docker-compose.override.yml": "services:\n  extra:\n    image: b\n",
-        },
-    )
-    project = ComposeProject.load(tmp_path, {})
-    # the override is the first existing override name, whichever the main file was
-    assert project.files == (tmp_path / "compose.yaml", tmp_path / "docker-compose.override.yml")
-    assert project.service_names() == ["app", "extra"]
-
-
-def test_compose_file_with_a_custom_separator(tmp_path: Path) -> None:
-    write(tmp_path, {"a.yml": MINIMAL, "sub/b.yml": "services:\n  app:\n    image: other\n"})
-    env = {"COMPOSE_FILE": "a.yml;sub/b.yml", "COMPOSE_PATH_SEPARATOR": ";"}
-    project = ComposeProject.load(tmp_path, env)
-    assert project.files == (tmp_path / "a.yml", tmp_path / "sub" / "b.yml")
-    assert project.resolve(env)["app"]["image"] == "other"
-
-
-def test_missing_files(tmp_path: Path) -> None:
-    with pytest.raises(ComposeError, match="no compose file"):
-        ComposeProject.load(tmp_path, {})
-    write(tmp_path, {"docker-compose.yml": MINIMAL})
-    env = {"COMPOSE_FILE": "docker-compose.yml:docker-compose.logs.yml"}
-    with pytest.raises(ComposeError, match=r"not found: .*docker-compose\.logs\.yml"):
-        ComposeProject.load(tmp_path, env)
-    with pytest.raises(ComposeError, match="empty entry"):
-        ComposeProject.load(tmp_path, {"COMPOSE_FILE": "docker-compose.yml:"})
-
-
-def test_yaml_errors_name_the_file_and_line(tmp_path: Path) -> None:
-    write(tmp_path, {"compose.yaml": "services:\n  app:\n    image: [busybox\n  other: x\n"})
-    with pytest.raises(ComposeError, match=r"compose\.yaml:\d+:\d+: "):
-        ComposeProject.load(tmp_path, {})
-
-
-def test_duplicate_keys_are_an_error_as_in_compose(tmp_path: Path) -> None:
-    write(
-        tmp_path,
-        {"compose.yaml": "services:\n  app:\n    image: a\n    image: b\n"},
-    )
-    with pytest.raises(ComposeError, match=r"compose\.yaml:4:5: duplicate key image"):
-        ComposeProject.load(tmp_path, {})
-
-
-def test_yaml_errors_do_not_quote_the_file(tmp_path: Path) -> None:
-    write(tmp_path, {"compose.yaml": "services:\n  app:\n    password: 'hunter2\n"})
-    with pytest.raises(ComposeError) as caught:
-        ComposeProject.load(tmp_path, {})
-    assert "hunter2" not in str(caught.value)
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("- just\n- a list\n", "top level must be a mapping"),
-        ("services: [a]\n", "services must be a mapping"),
-        ("services:\n  app: 3\n", "services.app must be a mapping"),
-        ("services:\n  app:\n    extends: base\n", "extends is not supported"),
-        ("include:\n  - other.yaml\nservices: {}\n", "include is not supported"),
-        ("services:\n  app:\n    environment: 5\n", "must be a list or a mapping"),
-        ("services:\n  app:\n    environment:\n      A: [1]\n", "must be a string"),
-    ],
-)
-def test_unsupported_shapes(tmp_path: Path, text: str, message: str) -> None:
-    write(tmp_path, {"compose.yaml": text})
-    with pytest.raises(ComposeError, match=message):
-        ComposeProject.load(tmp_path, {})
-
-
-def test_project_name_precedence(tmp_path: Path) -> None:
-    directory = write(
-        tmp_path / "My Stack.Prod", {"compose.yaml": "name: ${STACK:-Main_Stack}\n" + MINIMAL}
-    )
-    assert ComposeProject.load(directory, {}).name == "main_stack"
-    assert ComposeProject.load(directory, {"STACK": "Blue.Green"}).name == "bluegreen"
-    # COMPOSE_PROJECT_NAME beats name: (compose-go withNamePrecedenceLoad)
-    assert ComposeProject.load(directory, {"COMPOSE_PROJECT_NAME": "ops"}).name == "ops"
-    assert ComposeProject.load(directory, {"COMPOSE_PROJECT_NAME": ""}).name == "main_stack"
-    with pytest.raises(ComposeError, match="COMPOSE_PROJECT_NAME"):
-        ComposeProject.load(directory, {"COMPOSE_PROJECT_NAME": "Not Valid"})
-    # no name: the directory's base name, normalised
-    (directory / "compose.yaml").write_text(MINIMAL)
-    assert ComposeProject.load(directory, {}).name == "mystackprod"
-
-
-@pytest.mark.parametrize(
-    ("raw", "normalised"),
-    [("supabase", "supabase"), ("My App", "myapp"), ("_-x.Y", "xy"), ("a_b-c", "a_b-c"), ("", "")],
-)
-def test_normalise_project_name(raw: str, normalised: str) -> None:
-    assert normalise_project_name(raw) == normalised
-
-
-# -- merge rules ---------------------------------------------------------------------
-
-
-def test_reset_and_override_tags(tmp_path: Path) -> None:
-    write(
+def test_a_key_built_from_the_rotated_one_in_env_changes_its_consumers(tmp_path: Path) -> None:
+    directory = deploy(
         tmp_path,
         {
             "compose.yaml": """\
                 services:
-                  app:
-                    image: a
-                    ports: ["80:80", "443:443"]
-                    environment: {KEEP: "1", DROP: "2"}
-                    depends_on: [db]
-                  db:
-                    image: postgres
-                  scratch:
-                    image: busybox
-            """,
-            "compose.override.yaml": """\
-                services:
-                  app:
-                    ports: !reset []
-                    environment:
-                      DROP: !reset
-                      NEW: "3"
-                    depends_on: !override
-                      other:
-                        condition: service_healthy
-                  other:
-                    image: x
-                  scratch: !reset
-            """,
-        },
-    )
-    project = ComposeProject.load(tmp_path, {})
-    app = project.resolve({})["app"]
-    assert "ports" not in app
-    assert app["environment"] == {"KEEP": "1", "NEW": "3"}
-    assert app["depends_on"] == {"other": {"condition": "service_healthy", "required": True}}
-    assert project.service_names() == ["app", "db", "other"]
-
-
-def test_yaml_core_schema_as_compose_reads_it(tmp_path: Path) -> None:
-    write(
-        tmp_path,
-        {
-            "compose.yaml": """\
-                x-values: {a: yes, b: on, c: 0755, d: 1:30, e: 0o17, f: 0x1F, g: true, h: ~, i: 1.5}
-                services:
-                  app:
-                    image: a
-                    environment:
-                      FLAG: yes
-                      PORT: 4000
-                      ON: true
-                    override: !override 5
+                  app: {image: x, environment: {DATABASE_URL: "${DATABASE_URL}"}}
+                  other: {image: x, environment: {JWT: "${JWT_SECRET}"}}
             """
         },
+        BASE_ENV,
     )
-    raw = ComposeProject.load(tmp_path, {}).raw
-    assert raw["x-values"] == {
-        "a": "yes",
-        "b": "on",
-        "c": 755,
-        "d": "1:30",
-        "e": 15,
-        "f": 31,
-        "g": True,
-        "h": None,
-        "i": 1.5,
-    }
-    assert raw["services"]["app"]["environment"] == {"FLAG": "yes", "PORT": "4000", "ON": "true"}
-    assert raw["services"]["app"]["override"] == 5
+    with (directory / ".env").open("a") as env:
+        env.write("DATABASE_URL=postgres://app:${POSTGRES_PASSWORD}@db:5432/app\n")
+    project = load(directory)
+
+    assert changed(project, POSTGRES_PASSWORD="new-password-4567") == ["app"]
 
 
-def test_anchors_and_merge_keys(tmp_path: Path) -> None:
-    write(
-        tmp_path,
-        {
-            "compose.yaml": """\
-                x-common: &common
-                  image: base
-                  environment: {SHARED: "${SHARED}"}
-                services:
-                  one:
-                    <<: *common
-                  two:
-                    <<: *common
-                    image: own
-            """
-        },
-    )
-    project = ComposeProject.load(tmp_path, {"SHARED": "s"})
-    resolved = project.resolve({"SHARED": "s"})
-    assert resolved["one"] == {"image": "base", "environment": {"SHARED": "s"}}
-    assert resolved["two"]["image"] == "own"
-    assert project.changed_services({"SHARED": "s"}, {"SHARED": "t"}) == ["one", "two"]
-
-
-def test_logging_merges_only_for_the_same_driver(tmp_path: Path) -> None:
-    write(
-        tmp_path,
-        {
-            "compose.yaml": """\
-                services:
-                  same:
-                    image: a
-                    logging: {driver: json-file, options: {max-size: 1m}}
-                  other:
-                    image: a
-                    logging: {driver: json-file, options: {max-size: 1m}}
-            """,
-            "compose.override.yaml": """\
-                services:
-                  same:
-                    logging: {driver: json-file, options: {max-file: "3"}}
-                  other:
-                    logging: {driver: syslog}
-            """,
-        },
-    )
-    resolved = ComposeProject.load(tmp_path, {}).resolve({})
-    assert resolved["same"]["logging"] == {
-        "driver": "json-file",
-        "options": {"max-size": "1m", "max-file": "3"},
-    }
-    assert resolved["other"]["logging"] == {"driver": "syslog"}
-
-
-def test_unknown_dependency_and_optional_dependency(tmp_path: Path) -> None:
-    write(tmp_path, {"compose.yaml": "services:\n  app:\n    image: a\n    depends_on: [db]\n"})
-    with pytest.raises(ComposeError, match="app depends on undefined service db"):
-        ComposeProject.load(tmp_path, {})
-    (tmp_path / "compose.yaml").write_text(
-        "services:\n  app:\n    image: a\n    depends_on:\n      db:\n        required: false\n"
-    )
-    project = ComposeProject.load(tmp_path, {})
-    assert project.dependencies("app") == set()
-
-
-def test_dependency_cycle_is_a_compose_error(tmp_path: Path) -> None:
-    write(
-        tmp_path,
-        {
-            "compose.yaml": """\
-                services:
-                  a: {image: x, depends_on: [b]}
-                  b: {image: x, depends_on: [c]}
-                  c: {image: x, depends_on: [a], environment: {V: "${V}"}}
-                  d: {image: x, depends_on: [d]}
-                  e: {image: x}
-            """
-        },
-    )
-    project = ComposeProject.load(tmp_path, {})
-    with pytest.raises(ComposeError, match="dependency cycle: a -> b -> c -> a"):
-        project.restart_levels(["a"])
-    with pytest.raises(ComposeError, match="dependency cycle"):
-        project.changed_services({"V": "1"}, {"V": "2"})
-    with pytest.raises(ComposeError, match="dependency cycle: d -> d"):
-        project.restart_levels(["d", "e"])
-    assert project.restart_levels(["e"]) == [["e"]]
-
-
-def test_implicit_dependencies(tmp_path: Path) -> None:
-    write(
-        tmp_path,
-        {
-            "compose.yaml": """\
-                services:
-                  base: {image: x}
-                  data: {image: x}
-                  linked: {image: x, links: ["base:alias"]}
-                  shared: {image: x, volumes_from: ["data:ro", "container:elsewhere"]}
-                  ns: {image: x, ipc: "service:base", pid: "host"}
-            """
-        },
-    )
-    project = ComposeProject.load(tmp_path, {})
-    assert project.dependencies("linked") == {"base"}
-    assert project.dependencies("shared") == {"data"}
-    assert project.dependencies("ns") == {"base"}
-
-
-def test_a_service_loading_dotenv_through_env_file_changes_with_any_key(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("SMTP_PASS=a\nOTHER=b\n")
-    (tmp_path / "docker-compose.yml").write_text(
-        dedent(
-            """
+def test_a_service_disabled_by_a_profile_is_not_part_of_the_project(tmp_path: Path) -> None:
+    files = {
+        "compose.yaml": """\
             services:
-              mailer:
-                image: x
-                env_file: .env
-              worker:
-                image: x
-                env_file: [{path: ./other.env, required: false}]
-              api:
-                image: x
-            """
-        )
+              api-gw: {image: envoy, environment: {PW: "${POSTGRES_PASSWORD}"}}
+              kong: {image: kong, profiles: [kong], environment: {PW: "${POSTGRES_PASSWORD}"}}
+        """
+    }
+    project = load(deploy(tmp_path / "a", files, BASE_ENV))
+    assert project.service_names() == ["api-gw"]
+    assert changed(project, POSTGRES_PASSWORD="new-password-4567") == ["api-gw"]
+    with pytest.raises(ComposeError, match="profile is not enabled"):
+        project.healthcheck("kong")
+
+    enabled = load(deploy(tmp_path / "b", files, {**BASE_ENV, "COMPOSE_PROFILES": "kong"}))
+    assert changed(enabled, POSTGRES_PASSWORD="new-password-4567") == ["api-gw", "kong"]
+
+
+def test_values_from_every_env_file_count(tmp_path: Path) -> None:
+    directory = deploy(
+        tmp_path,
+        {
+            "compose.yaml": """\
+                services:
+                  mailer: {image: x, env_file: [./config/mailer.env]}
+                  plain: {image: x, env_file: [{path: ./config/missing.env, required: false}]}
+            """,
+            "config/mailer.env": "DB=postgres://m:${POSTGRES_PASSWORD}@db/m\nLEVEL=info\n",
+        },
+        BASE_ENV,
     )
-    project = ComposeProject.load(tmp_path, {"SMTP_PASS": "a", "OTHER": "b"})
+    project = load(directory)
 
-    changed = project.changed_services({"SMTP_PASS": "a"}, {"SMTP_PASS": "c"})
+    assert project.resolve()["mailer"]["environment"]["DB"] == "postgres://m:old-password-0123@db/m"
+    assert changed(project, POSTGRES_PASSWORD="new-password-4567") == ["mailer"]
 
-    assert changed == ["mailer"]
-    assert project.changed_services({"SMTP_PASS": "a"}, {"SMTP_PASS": "a"}) == []
+
+def test_a_service_reading_env_itself_follows_the_new_file(tmp_path: Path) -> None:
+    # compose given another env file still inlines the .env on disk into `reads`
+    directory = deploy(
+        tmp_path,
+        {
+            "compose.yaml": """\
+                services:
+                  reads: {image: x, env_file: .env}
+                  pins: {image: x, env_file: .env, environment: {POSTGRES_PASSWORD: fixed-value-1}}
+                  ignores: {image: x, environment: {OTHER: "1"}}
+            """
+        },
+        BASE_ENV,
+    )
+    project = load(directory)
+    assert project.dotenv_readers == {"reads", "pins"}
+
+    assert changed(project, POSTGRES_PASSWORD="new-password-4567") == ["reads"]
+    assert changed(project, JWT_SECRET="k" * 40) == ["pins", "reads"]
+
+
+def test_include_and_extends_are_followed(tmp_path: Path) -> None:
+    directory = deploy(
+        tmp_path,
+        {
+            "compose.yaml": """\
+                include:
+                  - extra/compose.yaml
+                services:
+                  base: {image: x, environment: {JWT: "${JWT_SECRET}"}}
+                  child: {extends: {service: base}, image: y}
+                  far: {extends: {file: common.yaml, service: template}}
+            """,
+            "extra/compose.yaml": """\
+                services:
+                  included: {image: z, environment: {PW: "${POSTGRES_PASSWORD}"}}
+            """,
+            "common.yaml": """\
+                services:
+                  template: {image: t, environment: {PW: "${POSTGRES_PASSWORD}"}}
+            """,
+        },
+        BASE_ENV,
+    )
+    project = load(directory)
+
+    assert changed(project, JWT_SECRET="k" * 40) == ["base", "child"]
+    assert changed(project, POSTGRES_PASSWORD="new-password-4567") == ["far", "included"]
+
+
+def test_compose_file_in_env_with_its_own_separator(tmp_path: Path) -> None:
+    directory = deploy(
+        tmp_path,
+        {
+            "a.yml": "services:\n  app: {image: a, environment: {PW: x}}\n",
+            "sub/b.yml": "services:\n  app: {environment: {PW: '${POSTGRES_PASSWORD}'}}\n",
+        },
+        {**BASE_ENV, "COMPOSE_FILE": "a.yml;sub/b.yml", "COMPOSE_PATH_SEPARATOR": ";"},
+    )
+    project = load(directory)
+
+    assert changed(project, POSTGRES_PASSWORD="new-password-4567") == ["app"]
+
+
+def test_renamed_services_their_order_and_implicit_dependencies(tmp_path: Path) -> None:
+    directory = tmp_path / "renamed"
+    shutil.copytree(FIXTURES / "renamed", directory)
+    (directory / ".env").write_text(env_text({**BASE_ENV, "ANON_KEY": "anon-key-0123"}))
+    project = load(directory)
+
+    assert project.name == "renamed"  # no name: and no COMPOSE_PROJECT_NAME
+    assert changed(project, POSTGRES_PASSWORD="new-password-4567") == ["database", "gotrue"]
+    assert changed(project, ANON_KEY="anon-key-4567") == ["gateway"]
+    assert project.dependencies("worker") == {"gotrue"}  # network_mode: service:gotrue
+    assert project.restart_levels(["worker", "database"]) == [["database"], ["worker"]]
+    assert project.resolve()["worker"]["command"][2] == "echo $HOSTNAME ${TZ}; sleep infinity"
+    assert project.container_name("database") == "acme-pg"
+    assert project.container_name("gateway") is None
+    # the override replaces healthcheck.test and keeps the base file's interval
+    assert project.healthcheck("gotrue") == {"test": ["CMD", "true"], "interval": "5s"}
+
+
+# -- compose runs apart from the caller's environment -------------------------------------
+
+
+def test_the_shell_environment_never_reaches_compose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = deploy(
+        tmp_path,
+        {
+            "compose.yaml": PASSWORD_APP,
+            "other.yaml": "services:\n  stranger: {image: x}\n",
+        },
+        BASE_ENV,
+    )
+    monkeypatch.setenv("POSTGRES_PASSWORD", "from-the-shell")
+    monkeypatch.setenv("COMPOSE_FILE", "other.yaml")
+    monkeypatch.setenv("COMPOSE_PROJECT_NAME", "elsewhere")
+
+    project = load(directory)
+
+    assert project.service_names() == ["app"]
+    assert project.name == tmp_path.name.lower()
+    assert project.resolve()["app"]["environment"]["PW"] == BASE_ENV["POSTGRES_PASSWORD"]
+    assert "POSTGRES_PASSWORD" not in project.command.environment()
+
+
+def test_values_with_dollars_are_modelled_as_containers_receive_them(tmp_path: Path) -> None:
+    values = {"POSTGRES_PASSWORD": "pa$$w$rd ${X} $Y", "JWT_SECRET": "'quoted' # \\ $"}
+    project = load(deploy(tmp_path, {"compose.yaml": PASSWORD_APP}, values))
+
+    assert project.resolve()["app"]["environment"]["PW"] == values["POSTGRES_PASSWORD"]
+    after = project.resolved_with(EnvFile.read(tmp_path / ".env").replace({"JWT_SECRET": "$"}))
+    assert project.changed_services(after) == []
+
+
+def test_a_required_variable_missing_is_a_compose_error_naming_the_key(tmp_path: Path) -> None:
+    directory = deploy(
+        tmp_path,
+        {"compose.yaml": "services:\n  app: {image: x, environment: {J: '${JWT:?set JWT}'}}\n"},
+        BASE_ENV,
+    )
+    with pytest.raises(ComposeError) as caught:
+        load(directory)
+    assert "required variable JWT is missing a value: set JWT" in str(caught.value)
+    assert BASE_ENV["POSTGRES_PASSWORD"] not in str(caught.value)
+
+
+def test_compose_messages_are_redacted_of_env_values(tmp_path: Path) -> None:
+    # compose quotes the interpolated value in this message: "invalid containerPort: ..."
+    secret = "s3cret-port-value-0123"
+    directory = deploy(
+        tmp_path,
+        {"compose.yaml": "services:\n  app: {image: x, ports: ['${POSTGRES_PASSWORD}']}\n"},
+        {**BASE_ENV, "POSTGRES_PASSWORD": secret},
+    )
+    with pytest.raises(ComposeError) as caught:
+        load(directory)
+    assert secret not in str(caught.value)
+    assert REDACTED in str(caught.value)
+
+
+def test_an_unknown_service_is_a_compose_error(current: ComposeProject) -> None:
+    with pytest.raises(ComposeError, match="unknown service"):
+        current.container_name("nope")
+    with pytest.raises(ComposeError, match="unknown service"):
+        current.restart_levels(["db", "nope"])
+
+
+# -- the temporary env file -----------------------------------------------------------------
+
+RECORDING_COMPOSE = """#!/bin/sh
+# `docker compose`, first writing down its arguments and the modes of the env file it gets.
+log="$1"; shift
+echo "argv: $*" >> "$log"
+prev=""
+for arg in "$@"; do
+    if [ "$prev" = "--env-file" ]; then
+        echo "file: $arg $(stat -c %a "$arg") $(stat -c %a "$(dirname "$arg")")" >> "$log"
+    fi
+    prev="$arg"
+done
+exec docker compose "$@"
+"""
+
+
+def recording_command(tmp_path: Path) -> tuple[ComposeCommand, Path]:
+    script, log = tmp_path / "recording-compose", tmp_path / "compose.log"
+    script.write_text(RECORDING_COMPOSE)
+    return ComposeCommand(("sh", str(script), str(log))), log
+
+
+@pytest.mark.parametrize("compose_fails", [False, True])
+def test_new_values_reach_compose_in_a_private_file_removed_afterwards(
+    tmp_path: Path, compose_fails: bool
+) -> None:
+    directory = deploy(
+        tmp_path / "project",
+        {"compose.yaml": PASSWORD_APP.replace("{image: x,", "{image: x, ports: ['${PORT}:80'],")},
+        {**BASE_ENV, "PORT": "8080"},
+    )
+    command, log = recording_command(tmp_path)
+    project = ComposeProject.load(directory, command=command)
+    new = {
+        "POSTGRES_PASSWORD": "new-password-4567",
+        "PORT": "not-a-port" if compose_fails else "8081",
+    }
+
+    if compose_fails:
+        with pytest.raises(ComposeError):
+            project.resolved_with(EnvFile.read(directory / ".env").replace(new))
+    else:
+        assert project.changed_services(
+            project.resolved_with(EnvFile.read(directory / ".env").replace(new))
+        ) == ["app"]
+
+    text = log.read_text()
+    files = [line.split() for line in text.splitlines() if line.startswith("file: ")]
+    assert len(files) == 1
+    _, path, file_mode, directory_mode = files[0]
+    assert (file_mode, directory_mode) == ("600", "700")
+    assert not Path(path).exists() and not Path(path).parent.exists()
+    assert "new-password-4567" not in text and BASE_ENV["POSTGRES_PASSWORD"] not in text
+
+
+def test_env_files_left_by_a_killed_process_are_removed_by_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    tempfile.tempdir = None  # read TMPDIR again
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = tmp_path / "tmp" / f"rotator-env-{dead.pid}-abc"
+    alive = tmp_path / "tmp" / f"rotator-env-{os.getpid()}-def"
+    for directory in (orphan, alive):
+        directory.mkdir(mode=0o700)
+        (directory / ".env").write_text("POSTGRES_PASSWORD=left-behind-value\n")
+    directory = deploy(tmp_path / "project", {"compose.yaml": PASSWORD_APP}, BASE_ENV)
+    project = load(directory)
+
+    try:
+        project.resolved_with(EnvFile.read(directory / ".env"))
+    finally:
+        tempfile.tempdir = None
+
+    assert not orphan.exists()
+    assert alive.exists()  # a running process's file is its own to remove
+    assert sorted(p.name for p in (tmp_path / "tmp").iterdir()) == [alive.name]
+
+
+# -- compose v2, and nothing else ----------------------------------------------------------
+
+FAKE_V1 = """#!/bin/sh
+# Answers as Debian's docker-compose 1.29.2 does: `config --format json` is not an
+# option it knows, and it prints its usage (exit 0, as the real one does).
+case "$1" in
+    version) [ "$2" = "--short" ] && echo 1.29.2 \
+                 || echo "docker-compose version 1.29.2, build unknown" ;;
+    *) echo "Validate and view the Compose file."; echo; echo "Usage: config [options]" ;;
+esac
+"""
+
+
+def test_compose_v1_is_refused_naming_v2_and_how_to_get_it(tmp_path: Path) -> None:
+    script = tmp_path / "docker-compose"
+    script.write_text(FAKE_V1)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    directory = deploy(
+        tmp_path / "project", {"compose.yaml": "services:\n  app: {image: x}\n"}, BASE_ENV
+    )
+
+    with pytest.raises(ComposeUnsupported) as caught:
+        ComposeProject.load(directory, command=ComposeCommand((str(script),)))
+
+    message = str(caught.value)
+    assert "1.29.2 (v1)" in message
+    assert "Docker Compose v2" in message and "`docker compose`" in message
+    assert "ROTATOR_COMPOSE_COMMAND" in message
+
+
+def test_a_missing_compose_command_is_refused_naming_v2(tmp_path: Path) -> None:
+    directory = deploy(tmp_path, {"compose.yaml": "services:\n  app: {image: x}\n"}, BASE_ENV)
+    with pytest.raises(ComposeUnsupported, match="was not found: rotator needs Docker Compose v2"):
+        ComposeProject.load(directory, command=ComposeCommand(("no-such-compose-here",)))
+
+
+def test_the_compose_command_comes_from_rotator_compose_command() -> None:
+    command = ComposeCommand.from_environment(
+        {
+            "ROTATOR_COMPOSE_COMMAND": "'/opt/my compose/bin' --ansi never",
+            "DOCKER_HOST": "tcp://h:1",
+        }
+    )
+    assert command.argv == ("/opt/my compose/bin", "--ansi", "never")
+    assert command.docker_host == "tcp://h:1"
+    assert ComposeCommand.from_environment({}).argv == ("docker", "compose")
+    with pytest.raises(ComposeError, match="blank"):
+        ComposeCommand.from_environment({"ROTATOR_COMPOSE_COMMAND": "  "})
+
+
+def test_compose_runs_with_the_allowlisted_environment_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-not-for-compose")
+    monkeypatch.setenv("COMPOSE_PROFILES", "surprise")
+    monkeypatch.setenv("HOME", os.environ.get("HOME", "/root"))
+    environment = ComposeCommand(("docker", "compose"), "unix:///x.sock").environment()
+    assert "SLACK_BOT_TOKEN" not in environment
+    assert "COMPOSE_PROFILES" not in environment
+    assert environment["DOCKER_HOST"] == "unix:///x.sock"
+    assert environment["HOME"] == os.environ["HOME"]
+
+
+def test_rotator_under_a_v1_compose_command_refuses_before_anything_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "docker-compose"
+    script.write_text(FAKE_V1)
+    directory = deploy(
+        tmp_path / "project",
+        {"compose.yaml": PASSWORD_APP.replace("POSTGRES_PASSWORD", "DASHBOARD_PASSWORD")},
+        {**BASE_ENV, "DASHBOARD_PASSWORD": "old-dashboard-password-1"},
+    )
+    before = sorted((p.name, p.read_bytes()) for p in directory.iterdir())
+    monkeypatch.setenv("ROTATOR_COMPOSE_COMMAND", f"sh {script}")
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+
+    codes = [
+        main(["plan", "dashboard-password", "--project", str(directory)]),
+        main(["rotate", "dashboard-password", "--project", str(directory), "--yes"]),
+    ]
+
+    _, err = capsys.readouterr()
+    assert codes == [2, 2]
+    assert err.count("1.29.2 (v1)") == 2 and err.count("rotator needs Docker Compose v2") == 2
+    assert sorted((p.name, p.read_bytes()) for p in directory.iterdir()) == before

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from textwrap import dedent
 from typing import Any
 
 import pytest
@@ -18,6 +19,8 @@ import yaml
 from core.catalogue import CATALOGUE, DB_ROLES, RotationOptions, describe_impact, get_secret
 from core.cli import main
 from tests.conftest import REFERENCE_2025_11, REFERENCE_CURRENT, reference_dir
+
+pytestmark = pytest.mark.compose  # plans come from `docker compose config`
 
 RENAMED = Path(__file__).resolve().parents[1] / "fixtures" / "renamed-deployment"
 
@@ -419,3 +422,133 @@ def test_compose_durations_count_milliseconds_as_milliseconds(
     from core.plan import _seconds
 
     assert _seconds(duration) == seconds
+
+
+# --- what compose reads beyond the main file, on both upstream layouts ---------------------
+
+LAYOUTS = {"current": REFERENCE_CURRENT, "2025-11": REFERENCE_2025_11}
+GATEWAY = {"current": "api-gw", "2025-11": "kong"}
+
+
+def with_override(
+    layout: str,
+    target: Path,
+    override: str,
+    env_lines: str = "",
+    files: dict[str, str] | None = None,
+) -> Path:
+    """An upstream layout plus our own override file (in COMPOSE_FILE) and extra files."""
+    target.mkdir(parents=True, exist_ok=True)
+    project = deploy_reference(
+        LAYOUTS[layout], target, compose_file="docker-compose.yml:docker-compose.extra.yml"
+    )
+    (project / "docker-compose.extra.yml").write_text(dedent(override))
+    for name, text in (files or {}).items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(dedent(text))
+    with (project / ".env").open("a") as env:
+        env.write(env_lines)
+    return project
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_a_key_built_from_the_rotated_one_in_env_brings_its_consumers_into_the_plan(
+    layout: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the guide's "update DATABASE_URL" step, written as compose allows: .env refers to itself
+    project = with_override(
+        layout,
+        tmp_path,
+        """\
+        services:
+          reports:
+            image: example/reports:1
+            depends_on: {db: {condition: service_healthy}}
+            environment: {DATABASE_URL: "${DATABASE_URL}"}
+        """,
+        "DATABASE_URL=postgres://postgres:${POSTGRES_PASSWORD}@db:5432/postgres\n",
+    )
+
+    plan = plan_json(capsys, "postgres-password", project)
+
+    assert "reports" in plan["services"]
+    assert plan["services"].index("db") < plan["services"].index("reports")
+    assert plan["env_keys"] == ["POSTGRES_PASSWORD"]  # DATABASE_URL follows by itself
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_a_gateway_disabled_by_a_profile_is_neither_planned_nor_recreated(
+    layout: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # current: Envoy is api-gw, a Kong beside it is kept behind a profile; 2025-11: the
+    # file's kong is put behind a profile, and an Envoy api-gw takes its place
+    override = {
+        "current": """\
+            services:
+              kong:
+                image: kong:2.8.1
+                profiles: [kong]
+                environment: {SUPABASE_ANON_KEY: "${ANON_KEY}", PW: "${DASHBOARD_PASSWORD}"}
+            """,
+        "2025-11": """\
+            services:
+              kong:
+                profiles: [kong]
+              api-gw:
+                image: envoyproxy/envoy:v1.33
+                environment: {ANON_KEY: "${ANON_KEY}", DASHBOARD_PASSWORD: "${DASHBOARD_PASSWORD}"}
+            """,
+    }[layout]
+    project = with_override(layout, tmp_path / "off", override)
+    enabled = with_override(layout, tmp_path / "on", override, "COMPOSE_PROFILES=kong\n")
+
+    assert plan_json(capsys, "dashboard-password", project)["services"] == ["api-gw"]
+    assert plan_json(capsys, "dashboard-password", enabled)["services"] == ["api-gw", "kong"]
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_values_reaching_a_service_through_an_extra_env_file_bring_it_into_the_plan(
+    layout: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # imgproxy holds no secret upstream
+    project = with_override(
+        layout,
+        tmp_path,
+        "services:\n  imgproxy:\n    env_file: [./config/imgproxy.env]\n",
+        files={"config/imgproxy.env": "STORAGE_KEY=${SERVICE_ROLE_KEY}\n"},
+    )
+
+    assert "imgproxy" in plan_json(capsys, "api-keys", project)["services"]
+    assert "imgproxy" not in plan_json(capsys, "dashboard-password", project)["services"]
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_included_and_extended_services_are_planned(
+    layout: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = with_override(
+        layout,
+        tmp_path,
+        """\
+        include:
+          - extra/metrics.yaml
+        services:
+          rest-replica:
+            extends: {file: docker-compose.yml, service: rest}
+            container_name: supabase-rest-replica
+        """,
+        files={
+            "extra/metrics.yaml": """\
+                services:
+                  metrics:
+                    image: example/metrics:1
+                    environment: {PG_URL: "postgres://postgres:${POSTGRES_PASSWORD}@db/postgres"}
+                """
+        },
+    )
+
+    password = plan_json(capsys, "postgres-password", project)["services"]
+    jwt = plan_json(capsys, "jwt-secret", project)["services"]
+    assert {"metrics", "rest-replica"} <= set(password)
+    assert "rest-replica" in jwt and "metrics" not in jwt
+    assert GATEWAY[layout] not in password

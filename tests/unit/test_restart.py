@@ -13,6 +13,8 @@ from core.errors import RuntimeFailure
 from core.restart import planned_dependencies, recreate_in_order
 from core.runtime import ServiceState
 
+pytestmark = pytest.mark.compose  # the project comes from `docker compose config`
+
 COMPOSE = """
 services:
   db: {image: x}
@@ -76,7 +78,7 @@ class ScriptedRuntime:
 @pytest.fixture
 def project(tmp_path: Path) -> ComposeProject:
     (tmp_path / "docker-compose.yml").write_text(dedent(COMPOSE))
-    return ComposeProject.load(tmp_path, {})
+    return ComposeProject.load(tmp_path)
 
 
 def test_a_service_waiting_on_a_later_one_does_not_deadlock_the_restart(

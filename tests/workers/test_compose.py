@@ -3,6 +3,7 @@ start from the locally built image (scripts/build-image.sh) beside a Supabase di
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -17,8 +18,9 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
+from core.compose import ComposeCommand
 from tests.bot.conftest import fake_slack  # noqa: F401
-from tests.conftest import service_missing
+from tests.conftest import compose_missing, service_missing
 from tests.slack_fake import BOT_TOKEN, SIGNING_SECRET, FakeSlack
 from workers.sealed import generate_keypair
 
@@ -26,6 +28,7 @@ pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "mini-supabase"
+COMPOSE = ComposeCommand.from_environment().argv  # Docker Compose v2, as rotator requires
 
 
 def free_port() -> int:
@@ -38,7 +41,7 @@ def compose(
     env: dict[str, str], *args: str, timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), *args],
+        [*COMPOSE, "-f", str(ROOT / "docker-compose.yml"), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -49,8 +52,8 @@ def compose(
 
 @pytest.fixture
 def stack_env(tmp_path: Path, fake_slack: FakeSlack) -> Iterator[dict[str, str]]:  # noqa: F811
-    if shutil.which("docker-compose") is None:
-        service_missing("docker-compose is not installed")
+    if compose_missing():
+        service_missing(f"no Docker Compose v2: {compose_missing()}")
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
         service_missing("no Docker engine")
     built = subprocess.run(
@@ -112,10 +115,12 @@ def unsigned_post(port: str) -> int:
 def test_compose_accepts_the_file_and_starts_bot_worker_and_redis(
     stack_env: dict[str, str],
 ) -> None:
-    config = compose(stack_env, "config")
+    config = compose(stack_env, "config", "--format", "json")
     assert config.returncode == 0, config.stderr
-    assert stack_env["SUPABASE_DIR"] + ":" + stack_env["SUPABASE_DIR"] in config.stdout
-    assert "appendonly" in config.stdout
+    services = json.loads(config.stdout)["services"]
+    mounts = {(v["source"], v["target"]) for v in services["worker"]["volumes"]}
+    assert (stack_env["SUPABASE_DIR"], stack_env["SUPABASE_DIR"]) in mounts  # the same path
+    assert "--appendonly" in services["redis"]["command"]
 
     up = compose(stack_env, "up", "-d")
     assert up.returncode == 0, up.stderr
@@ -127,6 +132,12 @@ def test_compose_accepts_the_file_and_starts_bot_worker_and_redis(
         assert f"rotator:{stack_env['ROTATOR_DEPLOYMENT']}" in queues
         assert redis.config_get("appendonly")["appendonly"] == "yes"
         redis.close()
+        # the worker's compose is v2: rotator refuses anything else
+        version = compose(
+            stack_env, "exec", "-T", "worker", "sh", "-c", '"$ROTATOR_COMPOSE_COMMAND" version'
+        )
+        assert version.returncode == 0, version.stderr
+        assert version.stdout.startswith("Docker Compose version v2."), version.stdout
     except AssertionError:
         print(compose(stack_env, "logs", "--no-color", timeout=30).stdout[-4000:])
         raise

@@ -24,7 +24,7 @@ from workers.report import RECOVER_ACTION
 from workers.sealed import generate_keypair, seal_values
 from workers.store import RequestStatus
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.compose]
 
 
 def result_of(site: Site, job_id: str) -> Any:

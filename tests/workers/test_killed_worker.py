@@ -23,7 +23,7 @@ from workers.report import RECOVER_ACTION
 from workers.store import RequestStatus
 from workers.sweep import sweep
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.compose]
 
 ROOT = Path(__file__).resolve().parents[2]
 
