@@ -124,7 +124,10 @@ class SlackThreadProgress:
         if wait > 0:
             time.sleep(wait)
         with self._lock:
-            self._flush()
+            try:
+                self._flush()
+            except Exception as exc:
+                log.warning("progress report to Slack failed (%s)", type(exc).__name__)
 
     # -- internals -------------------------------------------------------------------------
 

@@ -6,16 +6,18 @@ import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from redis import Redis
 
+from core.digest import PlanBasis
 from core.errors import UnknownSecret
 from core.plan import Plan
 from tests.slack_fake import FakeSlack
 from workers.config import Settings, parse_config
+from workers.plans import PlanBook, PublishedPlan
 
 REQUESTER = "UREQ1"
 APPROVER = "UAPP1"
@@ -62,7 +64,7 @@ class FakeCatalogue:
         return list(SECRETS)
 
 
-def fake_plan(project: Path, secret: str) -> Plan:
+def fake_plan(secret: str) -> Plan:
     return Plan(
         secret=secret,
         title=SECRETS[secret].title,
@@ -74,6 +76,17 @@ def fake_plan(project: Path, secret: str) -> Plan:
         logs_out_users=secret == "jwt-secret",
         downtime_estimate_s=45,
     )
+
+
+def publish_plans(redis: Redis, deployment: str, when: datetime | None = None) -> None:
+    """As the deployment's worker would: a plan for each fake secret, confirmed at `when`."""
+    at = when or datetime.now(UTC)
+    plans: dict[str, PublishedPlan | str] = {}
+    for name in SECRETS:
+        plan = fake_plan(name)
+        basis = PlanBasis(name, plan.env_keys, plan.services, plan.db_roles, "e" * 64, "c" * 64)
+        plans[name] = PublishedPlan(plan, basis, at)
+    PlanBook(redis).publish(deployment, plans, at=at)
 
 
 def deployment_table(**overrides: Any) -> dict[str, Any]:
@@ -101,6 +114,8 @@ def fake_slack() -> Iterator[FakeSlack]:
     fake.start()
     yield fake
     fake.stop()
+    # Every message and view this test sent was checked against Block Kit's limits.
+    assert fake.refused == [], f"Slack would have refused: {fake.refused}"
 
 
 @pytest.fixture
@@ -120,6 +135,8 @@ def deployment_name() -> str:
 @pytest.fixture(autouse=True)
 def clean_slack_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (
+        "SLACK_BOT_TOKEN_FILE",
+        "SLACK_SIGNING_SECRET_FILE",
         "SLACK_CLIENT_ID",
         "SLACK_CLIENT_SECRET",
         "SLACK_BOT_TOKEN",

@@ -28,8 +28,8 @@ from tests.bot.conftest import (
     REQUESTER,
     STRANGER,
     FakeCatalogue,
-    fake_plan,
     make_settings,
+    publish_plans,
 )
 from tests.slack_fake import (
     BOT_TOKEN,
@@ -41,6 +41,7 @@ from tests.slack_fake import (
     view_submission_body,
 )
 from workers.config import Settings
+from workers.connection import SERIALIZER, make_queue
 from workers.sealed import generate_keypair, open_values
 from workers.store import RequestStatus, RequestStore, RotationRequest
 
@@ -61,7 +62,7 @@ class Bot:
 
     @property
     def queue(self) -> Queue:
-        return Queue(f"rotator:{self.name}", connection=self.redis)
+        return make_queue(f"rotator:{self.name}", self.redis)
 
     def scheduled_job_ids(self) -> list[str]:
         return ScheduledJobRegistry(queue=self.queue).get_job_ids()  # type: ignore[no-untyped-call]
@@ -126,14 +127,15 @@ def bot(
         redis=redis,
         signing_secret=SIGNING_SECRET,
         catalogue=FakeCatalogue(),
-        planner=fake_plan,
-        process_before_response=True,
     )
+    publish_plans(redis, deployment_name)
     b = Bot(app, fake_slack, redis, settings, deployment_name)
     yield b
     for job_id in [*b.scheduled_job_ids(), *b.queue.get_job_ids()]:
-        job = Job.fetch(job_id, connection=redis)
+        job = Job.fetch(job_id, connection=redis, serializer=SERIALIZER)
         job.delete()
+    for key in redis.scan_iter(match=f"rotator:*{deployment_name}*"):
+        redis.delete(key)
 
 
 def test_a_bad_signature_is_refused_and_nothing_happens(bot: Bot) -> None:
@@ -197,13 +199,13 @@ def test_an_approval_schedules_the_rotation_and_its_notices_with_ids_only(bot: B
         f"notice-{request.id}-before-1h",
         f"notice-{request.id}-before-10m",
     }
-    job = Job.fetch(f"rotate-{request.id}", connection=bot.redis)
+    job = Job.fetch(f"rotate-{request.id}", connection=bot.redis, serializer=SERIALIZER)
     assert job.func_name == "workers.jobs.run_rotation"
-    assert job.args == (request.id,)
+    assert list(job.args) == [request.id]
     registry = ScheduledJobRegistry(queue=bot.queue)  # type: ignore[no-untyped-call]
     assert registry.get_scheduled_time(job) == request.window_start
-    notice = Job.fetch(f"notice-{request.id}-before-1h", connection=bot.redis)
-    assert notice.args == (request.id, "before-1h")
+    notice = Job.fetch(f"notice-{request.id}-before-1h", connection=bot.redis, serializer=SERIALIZER)
+    assert list(notice.args) == [request.id, "before-1h"]
     assert scheduled.approvals == (APPROVER,)
 
 
