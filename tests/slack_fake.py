@@ -419,6 +419,10 @@ class Hooks:
     """A loopback webhook receiver: the status page that notices are posted to."""
 
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    """(headers, raw body) of each delivery, to check signatures."""
+    fail_next: int = 0
+    """Answer this many of the next deliveries with HTTP 503 (a status page down)."""
 
     def start(self) -> Hooks:
         hooks = self
@@ -426,7 +430,14 @@ class Hooks:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                hooks.bodies.append(json.loads(self.rfile.read(length)))
+                raw = self.rfile.read(length)
+                if hooks.fail_next > 0:
+                    hooks.fail_next -= 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                hooks.received.append(({k.lower(): v for k, v in self.headers.items()}, raw))
+                hooks.bodies.append(json.loads(raw))
                 self.send_response(204)
                 self.end_headers()
 

@@ -13,25 +13,26 @@ Everything is started once for the module; the tests filter what they read by re
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
 import secrets
-import signal
+import shlex
 import socket
 import subprocess
-import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue
+from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from slack_sdk.signature import SignatureVerifier
 
@@ -46,6 +47,9 @@ from tests.slack_fake import (
     slash_command_body,
 )
 from tests.testbed.testbed import DEFAULT_IMAGE, Testbed, image_exists, read_env
+from workers.connection import SERIALIZER, make_queue
+from workers.plans import PlanBook
+from workers.sealed import generate_keypair
 from workers.store import RequestStore, RotationRequest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +67,7 @@ ALICE_TZ = "America/New_York"
 CHANNEL = "C0ROTATIONS"
 ANNOUNCE = "C0STATUS"
 COMPOSE = os.environ.get("ROTATOR_COMPOSE_COMMAND", "docker compose")
+WEBHOOK_SECRET = "e2e-webhook-signing-secret"
 
 T = TypeVar("T")
 
@@ -87,18 +92,24 @@ class Stack:
     """A deployment with notices at 1h and 10s before the window."""
     other: str
     """The same project under another name, with notices only 2h ahead."""
+    late: str
+    """The same project again, whose rotations may start at most 3 s after the window."""
     bot_url: str
-    logs: Path
+    deployment: ComposeDeployment
+    redis_password: str
 
     @property
     def store(self) -> RequestStore:
         return RequestStore(self.redis)
 
     def queue(self, deployment: str) -> Queue:
-        return Queue(f"rotator:{deployment}", connection=self.redis)
+        return make_queue(f"rotator:{deployment}", self.redis)
 
     def scheduled(self, deployment: str) -> ScheduledJobRegistry:
         return ScheduledJobRegistry(queue=self.queue(deployment))  # type: ignore[no-untyped-call]
+
+    def job(self, job_id: str) -> Job:
+        return Job.fetch(job_id, connection=self.redis, serializer=SERIALIZER)
 
     # -- Slack's side: signed requests to the bot over HTTP ------------------------------
 
@@ -153,8 +164,8 @@ class Stack:
         ]
 
     def output(self) -> str:
-        """Everything the bot and the worker have written to stdout and stderr so far."""
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("*.log")))
+        """Everything the bot, the worker and Redis have written so far."""
+        return self.deployment.logs()
 
 
 def _free_port() -> int:
@@ -163,36 +174,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _rotator() -> list[str]:
-    script = Path(sys.executable).parent / "rotator"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "import sys; from core.cli import main; sys.exit(main())"]
-
-
-def _start(argv: list[str], env: dict[str, str], logs: Path, name: str) -> subprocess.Popen[bytes]:
-    out = (logs / f"{name}.stdout.log").open("wb")
-    err = (logs / f"{name}.stderr.log").open("wb")
-    with out, err:
-        return subprocess.Popen(
-            [*_rotator(), *argv], cwd=ROOT, env=env, stdout=out, stderr=err, start_new_session=True
-        )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the process group this fixture started (RQ: a warm shutdown), then KILL."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-
-
-def _deployment_toml(name: str, testbed: Testbed, hooks: Hooks, leads: list[str]) -> str:
+def _deployment_toml(
+    name: str, testbed: Testbed, hooks: Hooks, leads: list[str], lateness: str = "15m"
+) -> str:
     return f"""
 [deployments.{name}]
 project = "{testbed.directory}"
@@ -202,8 +186,56 @@ requesters = ["{ALICE}", "{CAROL}"]
 approvers = ["{BOB}", "{DAVE}"]
 oncall = ["{CAROL}"]
 notice_lead_times = {json.dumps(leads)}
+lateness = "{lateness}"
 webhooks = ["{hooks.url}"]
+webhook_secret_file = "webhook.secret"
 """
+
+
+@dataclass
+class ComposeDeployment:
+    """The project's docker-compose.yml, run as `docker compose` with `env`."""
+
+    env: dict[str, str]
+
+    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*shlex.split(COMPOSE), "-f", str(ROOT / "docker-compose.yml"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def logs(self) -> str:
+        return self.run("logs", "--no-color", timeout=60).stdout
+
+
+def build_image() -> str:
+    """The rotator image for this checkout (scripts/build-image.sh): its exact tag."""
+    built = subprocess.run(
+        [str(ROOT / "scripts" / "build-image.sh")], capture_output=True, text=True, check=False
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    return built.stdout.strip().splitlines()[-1]
+
+
+def write_secrets(directory: Path, redis_password: str) -> None:
+    """One file per secret; the bot and Redis (uid 10001) read theirs, root the worker key."""
+    directory.mkdir(mode=0o755)
+    for name, value in (
+        ("redis-password", redis_password),
+        ("slack-bot-token", BOT_TOKEN),
+        ("slack-signing-secret", SIGNING_SECRET),
+    ):
+        path = directory / name
+        path.write_text(value + "\n")
+        os.chown(path, 10001, 10001)
+        path.chmod(0o400)
+    key = directory / "worker.pem"
+    key.write_bytes(generate_keypair()[0])
+    key.chmod(0o400)
 
 
 @pytest.fixture(scope="module")
@@ -225,56 +257,68 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
 
 
 @pytest.fixture(scope="module")
-def stack(
-    testbed: Testbed, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
+def stack(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("e2e-slack-stack")
-    logs = work / "logs"
-    logs.mkdir()
+    work.chmod(0o755)
     slack = FakeSlack(user_tz={ALICE: ALICE_TZ}).start()
     hooks = Hooks().start()
     tag = secrets.token_hex(3)
-    story, other = f"story{tag}", f"other{tag}"
+    story, other, late = f"story{tag}", f"other{tag}", f"late{tag}"
     config = work / "rotator.toml"
     config.write_text(
         _deployment_toml(story, testbed, hooks, ["1h", "10s"])
         + _deployment_toml(other, testbed, hooks, ["2h"])
+        + _deployment_toml(late, testbed, hooks, ["1h"], lateness="3s")
     )
-    redis = Redis.from_url(redis_url)
-    port = _free_port()
+    config.chmod(0o644)
+    (work / "webhook.secret").write_text(WEBHOOK_SECRET)
+    redis_password = secrets.token_hex(16)
+    write_secrets(work / "secrets", redis_password)
+    redis_port, bot_port = _free_port(), _free_port()
     # As on a host: no deployment values in the environment (compose would prefer them).
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "ROTATOR_"))}
     for key in read_env(testbed.directory / ".env"):
         env.pop(key, None)
     env |= {
-        "ROTATOR_CONFIG": str(config),
-        "ROTATOR_COMPOSE_COMMAND": COMPOSE,
-        "REDIS_URL": redis_url,
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "COMPOSE_PROJECT_NAME": f"rotator-e2e-{tag}",
+        "ROTATOR_IMAGE": build_image(),
+        "SUPABASE_DIR": str(testbed.directory),
+        "ROTATOR_DEPLOYMENT": f"{story} {other} {late}",
+        "ROTATOR_CONFIG_FILE": str(config),
+        "ROTATOR_SECRETS_DIR": str(work / "secrets"),
+        "ROTATOR_WORKER_PUBLIC_KEY_FILE": str(work / "secrets" / "worker.pem"),
+        "ROTATOR_BOT_PORT": str(bot_port),
+        "ROTATOR_REDIS_PORT": str(redis_port),
         "SLACK_API_URL": slack.url,
-        "PYTHONUNBUFFERED": "1",
     }
-    processes = [
-        _start(["bot", "--port", str(port)], env, logs, "bot"),
-        _start(["worker", story, other], env, logs, "worker"),
-    ]
+    deployment = ComposeDeployment(env)
+    redis = Redis(host="127.0.0.1", port=redis_port, password=redis_password)
     built = Stack(
-        testbed, slack, hooks, redis, story, other, f"http://127.0.0.1:{port}/slack/events", logs
+        testbed,
+        slack,
+        hooks,
+        redis,
+        story,
+        other,
+        late,
+        f"http://127.0.0.1:{bot_port}/slack/events",
+        deployment,
+        redis_password,
     )
     try:
-        # The bot is up once it refuses a badly signed request; the worker once it listens.
-        wait_for(lambda: _answers(built.bot_url), 30, "the bot to listen")
-        wait_for(lambda: _listening(redis, processes[1].pid), 30, "the worker to register")
-        for process in processes:
-            assert process.poll() is None, built.output()
+        up = deployment.run("up", "-d")
+        assert up.returncode == 0, up.stderr
+        # The bot is up once it refuses a badly signed request; the worker once it listens
+        # and has published its deployments' plans.
+        wait_for(lambda: _answers(built.bot_url), 60, "the bot to listen")
+        wait_for(lambda: _listening(redis, story), 60, "the worker to register")
+        wait_for(lambda: PlanBook(redis).is_fresh(story, datetime.now(UTC)), 30, "plans")
         yield built
+    except BaseException:
+        print(deployment.logs()[-6000:])
+        raise
     finally:
-        for process in processes:
-            _stop(process)
-        for name in (story, other):
-            for key in redis.scan_iter(match=f"rq:*rotator:{name}*"):
-                redis.delete(key)
+        deployment.run("down", "--volumes", "--timeout", "20")
         redis.close()
         hooks.stop()
         slack.stop()
@@ -299,9 +343,14 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _listening(redis: Redis, pid: int) -> bool:
-    for key in redis.smembers("rq:workers"):
+def _listening(redis: Redis, deployment: str) -> bool:
+    try:
+        workers = redis.smembers("rq:workers")
+    except RedisError:
+        return False
+    for key in workers:
         info = redis.hgetall(key)
-        if info.get(b"pid") == str(pid).encode() and info.get(b"state") == b"idle":
+        queues = (info.get(b"queues") or b"").decode().split(",")
+        if f"rotator:{deployment}" in queues and info.get(b"state") == b"idle":
             return True
     return False
