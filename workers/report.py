@@ -155,10 +155,13 @@ def plan_summary(plan_json: str) -> dict[str, Any]:
 
 
 def lead_time(window_start: datetime, now: datetime) -> str:
-    """How far off the window is, as the notice goes out: `in 9 min`, `in 2 h`, `shortly`."""
+    """How far off the window is, as the notice goes out: `in 40 s`, `in 9 min`, `in 2 h`,
+    `shortly`."""
     seconds = (window_start - now).total_seconds()
-    if seconds < 60:
+    if seconds < 5:
         return "shortly"
+    if seconds < 90:
+        return f"in {round(seconds)} s"
     if seconds < 5400:
         return f"in {round(seconds / 60)} min"
     if seconds < 2 * 86400:

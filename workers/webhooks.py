@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from core.errors import InputError
 from workers.config import DeploymentConfig
 from workers.connection import read_secret_file
 
@@ -78,11 +79,14 @@ def deliver(dep: DeploymentConfig, event: Mapping[str, Any], *, downtime_s: int 
         else dict(event)
     )
     body = json.dumps(payload).encode()
-    secret = (
-        read_secret_file(dep.webhook_secret_file, "the webhook secret")
-        if dep.webhook_secret_file
-        else None
-    )
+    secret = None
+    if dep.webhook_secret_file:
+        try:
+            secret = read_secret_file(dep.webhook_secret_file, "the webhook secret")
+        except InputError as exc:
+            # Unsigned would look genuine to a receiver that does not check: send nothing.
+            log.error("webhooks for %s not sent: %s", dep.name, exc)
+            return
     for url in dep.webhooks:
         _post_with_retries(url, body, secret, str(event.get("request_id", "")))
 

@@ -260,18 +260,21 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
 def stack(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("e2e-slack-stack")
     work.chmod(0o755)
+    config_dir = work / "config"
+    config_dir.mkdir(mode=0o755)
     slack = FakeSlack(user_tz={ALICE: ALICE_TZ}).start()
     hooks = Hooks().start()
     tag = secrets.token_hex(3)
     story, other, late = f"story{tag}", f"other{tag}", f"late{tag}"
-    config = work / "rotator.toml"
+    config = config_dir / "rotator.toml"
     config.write_text(
         _deployment_toml(story, testbed, hooks, ["1h", "10s"])
         + _deployment_toml(other, testbed, hooks, ["2h"])
         + _deployment_toml(late, testbed, hooks, ["1h"], lateness="3s")
     )
     config.chmod(0o644)
-    (work / "webhook.secret").write_text(WEBHOOK_SECRET)
+    (config_dir / "webhook.secret").write_text(WEBHOOK_SECRET)
+    (config_dir / "webhook.secret").chmod(0o400)
     redis_password = secrets.token_hex(16)
     write_secrets(work / "secrets", redis_password)
     redis_port, bot_port = _free_port(), _free_port()
@@ -284,9 +287,8 @@ def stack(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "ROTATOR_IMAGE": build_image(),
         "SUPABASE_DIR": str(testbed.directory),
         "ROTATOR_DEPLOYMENT": f"{story} {other} {late}",
-        "ROTATOR_CONFIG_FILE": str(config),
+        "ROTATOR_CONFIG_DIR": str(config_dir),
         "ROTATOR_SECRETS_DIR": str(work / "secrets"),
-        "ROTATOR_WORKER_PUBLIC_KEY_FILE": str(work / "secrets" / "worker.pem"),
         "ROTATOR_BOT_PORT": str(bot_port),
         "ROTATOR_REDIS_PORT": str(redis_port),
         "SLACK_API_URL": slack.url,

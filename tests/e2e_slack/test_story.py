@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import re
 import time
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -158,7 +159,10 @@ def test_the_story_request_approval_notices_window_rotation_report(stack: Stack)
         channel=ANNOUNCE,
     )
     assert datetime.now(UTC) < request.window_start
-    assert "in 10s" in warned.body["text"] and "Dashboard" in warned.body["text"]
+    # The lead time is the real one, computed as the notice goes out.
+    lead = re.search(r" in (\d+) s ", warned.body["text"])
+    assert lead is not None and 5 <= int(lead.group(1)) <= 10, warned.body["text"]
+    assert "Dashboard" in warned.body["text"]
     assert tb.env()["DASHBOARD_PASSWORD"] == old
     assert not any(m["text"].startswith("*Rotating") for m in stack.thread(request))
 
@@ -222,25 +226,25 @@ def test_the_story_request_approval_notices_window_rotation_report(stack: Stack)
     # The Slack-side decisions are in the same hash-chained log as the engine's record.
     wait_for(decisions, 15, "the decisions to reach the audit log")
     records = [r for r in audit.records() if r.rotation_id == request.id]
-    slack_side = [(r.action, r.actor) for r in records if r.actor.startswith("slack:")]
+    slack_side = [(r.action, r.actor) for r in records if r.action != "rotate"]
     assert slack_side[:3] == [
         ("request", f"slack:{ALICE}"),
         ("approve", f"slack:{BOB}"),
         ("schedule", f"slack:{BOB}"),
     ]
-    runs = [r for r in records if not r.actor.startswith("slack:")]
+    runs = [r for r in records if r.action == "rotate"]
     assert [(r.secret, r.result) for r in runs] == [("dashboard-password", "finished")]
     assert ALICE in runs[0].actor and BOB in runs[0].actor
     assert audit.verify_chain() is None
-    # Its head is anchored outside the host: in Redis and in the thread's last message.
-    head = DecisionLog(stack.redis).head(story)
-    assert (
-        head is not None
-        and head["hash"]
-        == json.loads((tb.directory / ".rotator" / "audit.log").read_text().splitlines()[-1])[
-            "hash"
-        ]
-    )
+    # Its head is anchored outside the host, in Redis (the worker moves it within seconds).
+    log_path = tb.directory / ".rotator" / "audit.log"
+
+    def anchored() -> bool:
+        head = DecisionLog(stack.redis).head(story)
+        last = json.loads(log_path.read_text().splitlines()[-1])["hash"]
+        return head is not None and head["hash"] == last
+
+    wait_for(anchored, 15, "the audit log's head to be anchored in Redis")
     assert not (tb.directory / ".rotator" / "journal.json").exists()
 
     # The leak check: neither value anywhere Slack, Redis, a webhook or a log line could keep.
