@@ -210,6 +210,7 @@ class FakeSlack:
     refused: list[tuple[str, str, list[str]]] = field(default_factory=list)
     """(method, error, details) of every call refused for breaking a Block Kit limit."""
     _rate_limited: dict[str, list[int]] = field(default_factory=dict)
+    _failing: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ts: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -283,6 +284,8 @@ class FakeSlack:
         handler.wfile.write(data)
 
     def answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        if method in self._failing:
+            return dict(self._failing[method])
         ok: dict[str, Any] = {"ok": True}
         if method == "auth.test":
             return ok | {"team_id": "T1", "user_id": "UBOT", "bot_id": "BBOT", "user": "rotator"}
@@ -307,6 +310,11 @@ class FakeSlack:
         if method == "chat.delete":
             return ok | {"channel": body.get("channel"), "ts": body.get("ts")}
         return ok
+
+    def fail(self, method: str, error: str, **extra: Any) -> None:
+        """Answer every later call to `method` with `{"ok": false, "error": error, ...}`."""
+        with self._lock:
+            self._failing[method] = {"ok": False, "error": error, **extra}
 
     def rate_limit(self, method: str, times: int = 1, retry_after_s: int = 1) -> None:
         """The next `times` calls to `method` get HTTP 429 with `Retry-After`."""
@@ -350,12 +358,13 @@ def slash_command_body(
     response_url: str,
     command: str = "/rotate",
     trigger_id: str | None = None,
+    channel: str = "C0CHAN1",
 ) -> str:
     return urlencode(
         {
             "token": "legacy",
             "team_id": "T1",
-            "channel_id": "C0CHAN1",
+            "channel_id": channel,
             "user_id": user,
             "user_name": user.lower(),
             "command": command,
