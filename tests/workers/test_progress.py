@@ -3,6 +3,7 @@ however long it gets; redacted; a Slack outage never raises."""
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -47,7 +48,7 @@ def test_edits_come_at_most_once_a_second(fake_slack: FakeSlack) -> None:  # noq
     progress.finish("done")
     stamps = [c.at for c in fake_slack.calls if c.method in ("chat.postMessage", "chat.update")]
     assert 3 <= len(stamps) <= 5
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert min(gaps) >= 0.95
 
 
