@@ -1,8 +1,10 @@
 """The Slack app: `/rotate`, the approval buttons, the modal for typed-in secrets, the App Home.
 
-Every listener acks in the request thread (Bolt's `process_before_response`) and does its
-work in a lazy listener, on a small executor of its own: Slack gets its answer in
-milliseconds whatever earlier commands are still doing. Listeners are short: they parse,
+Every listener acks in the request thread (Bolt's `process_before_response`) and hands its
+work, the request's body and the client, to a small executor of the bot's own: Slack gets
+its answer in well under a millisecond of Python whatever earlier commands are still doing.
+(Bolt's own lazy listeners deep-copy the whole request first, a millisecond each, which is
+most of an ack's cost at 50 concurrent commands.) Listeners are short: they parse,
 ask `bot.policy`, move the request in `workers.store` and hand ids to RQ
 (`workers.schedule`). The bot never reads the Supabase directory: plans come from the
 deployment's worker (`workers.plans`).
@@ -24,7 +26,7 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from redis import Redis
-from slack_bolt import Ack, App, BoltResponse
+from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -62,8 +64,9 @@ __all__ = ["LAZY_THREADS", "Rotator", "build_app"]
 
 log = logging.getLogger("rotator.bot")
 
-LAZY_THREADS = 8
-"""Lazy listeners run on this many threads; acks never wait for them."""
+LAZY_THREADS = 2
+"""The work after an ack runs on this many threads: few, so that they do not crowd the acks
+out of the interpreter lock (the work is mostly waiting on Slack and Redis anyway)."""
 
 _SCOPE_HINT = {
     "missing_scope": "the Slack app lacks the `{needed}` scope: add it under OAuth & "
@@ -165,6 +168,11 @@ class Rotator:
         """A lazy listener whose failures reach the person, not only the log."""
 
         def run(body: dict[str, Any], client: WebClient) -> None:
+            # Slack retries and replays carry the same event or trigger id: the first one
+            # does the work. Checked here, after the ack, to keep Redis out of the ack path.
+            marker = body.get("event_id") or body.get("trigger_id")
+            if isinstance(marker, str) and marker and not self.store.once(f"slack:{marker}"):
+                return
             try:
                 listener(body, client)
             except RotatorError as exc:
@@ -214,9 +222,6 @@ class Rotator:
         return self.plans.get(deployment, secret, now=self.clock())
 
     # -- /rotate -------------------------------------------------------------------------
-
-    def ack_command(self, ack: Ack) -> None:
-        ack()
 
     def on_command(self, body: dict[str, Any], client: WebClient) -> None:
         user = body["user_id"]
@@ -389,9 +394,6 @@ class Rotator:
 
     # -- buttons ---------------------------------------------------------------------------
 
-    def ack_action(self, ack: Ack) -> None:
-        ack()
-
     def on_approve(self, body: dict[str, Any], client: WebClient) -> None:
         user, request = body["user"]["id"], self.store.get(body["actions"][0]["value"])
         dep = self.settings.deployment(request.deployment)
@@ -545,7 +547,8 @@ class Rotator:
             view=blocks.given_value_view(secret.title, secret.given_keys, meta),
         )
 
-    def ack_given(self, ack: Ack, view: dict[str, Any]) -> None:
+    def ack_given(self, ack: Ack, view: dict[str, Any]) -> bool:
+        """Ack the modal: its errors, or closed. True when the values are there to use."""
         values = _given_values(view)
         empty = {
             f"{blocks.GIVEN_BLOCK_PREFIX}{k}": "Type the new value."
@@ -554,8 +557,9 @@ class Rotator:
         }
         if empty:
             ack(response_action="errors", errors=empty)
-        else:
-            ack()
+            return False
+        ack()
+        return bool(values)
 
     def on_given(self, body: dict[str, Any], client: WebClient) -> None:
         view = body["view"]
@@ -622,7 +626,8 @@ class Rotator:
 
     # -- the App Home ----------------------------------------------------------------------
 
-    def on_home_opened(self, event: dict[str, Any], client: WebClient) -> None:
+    def on_home_opened(self, body: dict[str, Any], client: WebClient) -> None:
+        event = body["event"]
         if event.get("tab", "home") != "home":
             return
         user = event["user"]
@@ -646,17 +651,6 @@ class Rotator:
                 )
             )
         client.views_publish(user_id=user, view=blocks.home_view(rows, user=user))
-
-    # -- retries -----------------------------------------------------------------------------
-
-    def drop_retries(
-        self, body: dict[str, Any], next: Callable[[], BoltResponse]
-    ) -> BoltResponse | None:
-        """Slack retries and replays carry the same event or trigger id: answer them, do nothing."""
-        marker = body.get("event_id") or body.get("trigger_id")
-        if isinstance(marker, str) and marker and not self.store.once(f"slack:{marker}"):
-            return BoltResponse(status=200, body="")
-        return next()
 
 
 def approval_plan_blocks(published: PublishedPlan) -> list[dict[str, Any]]:
@@ -689,15 +683,32 @@ def build_app(
     app = App(
         client=client or make_slack_client(),
         signing_secret=signing_secret or env_secret("SLACK_SIGNING_SECRET"),
-        # Acks run in the request's own thread; lazy listeners on a pool of their own.
+        # Acks run in the request's own thread, before the response is sent.
         process_before_response=True,
-        listener_executor=ThreadPoolExecutor(LAZY_THREADS, thread_name_prefix="rotator-lazy"),
     )
     bot = Rotator(settings, RequestStore(redis), redis, catalogue or _default_catalogue())
     if clock is not None:
         bot.clock = clock
-    app.use(bot.drop_retries)
-    app.command(settings.bot.command)(ack=bot.ack_command, lazy=[bot.guarded(bot.on_command)])
+    work = ThreadPoolExecutor(LAZY_THREADS, thread_name_prefix="rotator-work")
+
+    def acked(listener: Callable[[dict[str, Any], WebClient], None]) -> Callable[..., None]:
+        """A listener that acks, then leaves `listener` to the work pool."""
+        guarded = bot.guarded(listener)
+
+        def ack_then_work(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+            ack()
+            work.submit(guarded, body, client)
+
+        return ack_then_work
+
+    def given(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        if bot.ack_given(ack, body["view"]):
+            work.submit(bot.guarded(bot.on_given), body, client)
+
+    def home(body: dict[str, Any], client: WebClient) -> None:  # events are acked by Bolt
+        work.submit(bot.guarded(bot.on_home_opened), body, client)
+
+    app.command(settings.bot.command)(acked(bot.on_command))
     for action, listener in (
         (blocks.APPROVE_ACTION, bot.on_approve),
         (blocks.REJECT_ACTION, bot.on_reject),
@@ -706,9 +717,9 @@ def build_app(
         (blocks.NEXT_WINDOW_ACTION, bot.on_next_window),
         (blocks.RUN_NOW_ACTION, bot.on_run_now),
     ):
-        app.action(action)(ack=bot.ack_action, lazy=[bot.guarded(listener)])
-    app.view(blocks.GIVEN_VALUE_VIEW)(ack=bot.ack_given, lazy=[bot.guarded(bot.on_given)])
-    app.event("app_home_opened")(bot.on_home_opened)
+        app.action(action)(acked(listener))
+    app.view(blocks.GIVEN_VALUE_VIEW)(given)
+    app.event("app_home_opened")(home)
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any], logger: logging.Logger) -> None:
