@@ -39,6 +39,8 @@ class Call:
     headers: dict[str, str]
     at: float = 0.0
     """time.monotonic() when it arrived."""
+    response: dict[str, Any] = field(default_factory=dict)
+    """What the stand-in answered (e.g. the `ts` it gave a message)."""
 
 
 # Block Kit's documented limits (docs.slack.dev, "Blocks", "Block elements", "Composition
@@ -251,15 +253,8 @@ class FakeSlack:
             if isinstance(body.get(key), str):
                 body[key] = json.loads(body[key])
         method = handler.path.rsplit("/", 1)[-1]
+        arrived = time.monotonic()
         with self._lock:
-            self.calls.append(
-                Call(
-                    method,
-                    body,
-                    {k.lower(): v for k, v in handler.headers.items()},
-                    time.monotonic(),
-                )
-            )
             limited = self._rate_limited.get(method)
             retry_after = limited.pop(0) if limited else None
         status, answer = 200, self.answer(method, body)
@@ -274,6 +269,9 @@ class FakeSlack:
                 answer = {"ok": False, "error": error, "errors": details}
                 if error == "invalid_arguments":
                     answer["response_metadata"] = {"messages": details}
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        with self._lock:
+            self.calls.append(Call(method, body, headers, arrived, answer))
         data = json.dumps(answer).encode()
         handler.send_response(status)
         if retry_after is not None:
