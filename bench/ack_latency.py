@@ -2,7 +2,8 @@
 configuration, in one run.
 
     source /tmp/testenv   # or run under scripts/test's environment: ROTATOR_TEST_REDIS_URL
-    .venv/bin/python -m bench.ack_latency [--concurrency 50] [--rounds 5] [--previous REV]
+    .venv/bin/python -m bench.ack_latency [--concurrency 50] [--rounds 5]
+        [--previous REV | --no-previous]
 
 Now: the real bot as it runs in production, `rotator bot --port N` in a process of its own
 (acks in the request thread, lazy listeners on their own pool, waitress), on a free

@@ -12,7 +12,8 @@ from bot import cli
 def test_core_imports_neither_bot_nor_workers() -> None:
     probe = (
         "import sys, core.cli, core.engine, core.service; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'bot', 'workers', 'slack_bolt', 'rq'}))"
+        "tops = {m.split('.')[0] for m in sys.modules}; "
+        "print(sorted(tops & {'bot', 'workers', 'slack_bolt', 'rq'}))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
