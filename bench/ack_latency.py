@@ -6,11 +6,12 @@ configuration, in one run.
         [--previous REV | --no-previous]
 
 Now: the real bot as it runs in production, `rotator bot --port N` in a process of its own
-(acks in the request thread, lazy listeners on their own pool, waitress), on a free
-loopback port, against the local Slack Web API stand-in (`tests/slack_fake.py`, in this
-process: Slack's side) and a real Redis. The deployment's plans are published first by the
-worker's own code (`workers.plans.PlanPublisher`, on a copy of
-tests/fixtures/mini-supabase) and kept fresh while it runs, as a worker does. Each round sends N concurrent, correctly signed
+(acks in the request thread, the work after them on a small pool of its own, waitress), on
+a free loopback port, against the local Slack Web API stand-in (`tests/slack_fake.py`, in
+this process: Slack's side) and a real Redis. The deployment's plans are published first
+by the worker's own code (`workers.plans.PlanPublisher`, on a copy of
+tests/fixtures/mini-supabase) and kept fresh while it runs, as a worker does. After one
+`/rotate help` (a bot in service is warm), each round sends N concurrent, correctly signed
 `/rotate jwt-secret at +2h ...` commands; each, after its ack, reads the published plan,
 posts the approval message and stores the request. The figure is the time from opening the
 connection to the HTTP response (the ack); the next round starts once every approval
