@@ -29,6 +29,7 @@ from redis import Redis
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
 
 from bot import blocks, policy
 from bot.commands import (
@@ -43,7 +44,7 @@ from bot.commands import (
 from bot.ports import Catalogue, SecretInfo, is_critical, is_given
 from core.errors import InputError, RotatorError
 from core.plan import Plan
-from workers.approval import approval_blocks, approval_text, format_when, redraw
+from workers.approval import approval_blocks, approval_text, format_when, plan_blocks, redraw
 from workers.config import DeploymentConfig, Settings, parse_zone
 from workers.connection import env_secret, make_queue, make_slack_client
 from workers.decisions import DecisionLog
@@ -135,8 +136,6 @@ class Rotator:
         blocks_ = [b.to_dict() for b in blocks.refusal_blocks(text)]
         try:
             if response_url:
-                from slack_sdk.webhook import WebhookClient
-
                 WebhookClient(response_url).send(
                     text=text, blocks=blocks_, response_type="ephemeral", replace_original=False
                 )
@@ -236,8 +235,7 @@ class Rotator:
         self.run_command(command, body, client, info)
 
     def respond(self, body: dict[str, Any], text: str, blocks_: list[Any] | None = None) -> None:
-        from slack_sdk.webhook import WebhookClient
-
+        """An ephemeral answer through the command's response_url."""
         WebhookClient(body["response_url"]).send(
             text=text,
             blocks=[b.to_dict() if hasattr(b, "to_dict") else b for b in blocks_ or []] or None,
@@ -654,8 +652,6 @@ class Rotator:
 
 
 def approval_plan_blocks(published: PublishedPlan) -> list[dict[str, Any]]:
-    from workers.approval import plan_blocks
-
     return plan_blocks(published.plan, published.digest)
 
 

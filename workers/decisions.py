@@ -54,10 +54,10 @@ class DecisionLog:
         result: str,
         detail: str = "",
     ) -> None:
-        """Queue one decision for the worker to write. `actor` is a Slack user id."""
-        record = AuditRecord(
-            time.time(), request_id, f"slack:{actor}", action, secret, result, detail
-        )
+        """Queue one decision for the worker to write. `actor` is a Slack user id, or
+        `rotator` for what rotator decided by itself (a missed window, an expiry)."""
+        who = actor if actor == "rotator" else f"slack:{actor}"
+        record = AuditRecord(time.time(), request_id, who, action, secret, result, detail)
         self.redis.rpush(self._pending(deployment), json.dumps(asdict(record)))
         log.info("%s %s on %s by %s: %s", action, request_id, deployment, actor, result)
 

@@ -265,7 +265,6 @@ _CALLED_OFF_WHY = {
     RequestStatus.REJECTED: "it was rejected",
     RequestStatus.EXPIRED: "its approval expired",
     RequestStatus.FAILED: "the rotation could not start",
-    RequestStatus.REQUESTED: "the plan changed and needs approval again",
 }
 
 

@@ -63,3 +63,5 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
 def stack(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(testbed, tmp_path_factory.mktemp("e2e-slack-stack")) as built:
         yield built
+    # Every message and view the bot and the worker sent met Block Kit's limits.
+    assert built.slack.refused == [], f"Slack would have refused: {built.slack.refused}"

@@ -15,6 +15,8 @@ import base64
 import hmac
 import json
 import re
+import subprocess
+import sys
 import time
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -245,6 +247,21 @@ def test_the_story_request_approval_notices_window_rotation_report(stack: Stack)
         return head is not None and head["hash"] == last
 
     wait_for(anchored, 15, "the audit log's head to be anchored in Redis")
+    # `rotator history --json` exports them, Slack's decisions with the engine's record.
+    history = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "history", "--json", "--project", str(tb.directory)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    exported = json.loads(history.stdout)
+    mine = [r["action"] for r in exported["records"] if r["rotation_id"] == request.id]
+    assert {"request", "approve", "schedule", "rotate"} <= set(mine)
+    assert exported["broken_at"] is None
+    # The approval message was redrawn with the final state, its buttons gone.
+    redrawn = stack.calls("chat.update", ts=request.thread_ts)[-1].body
+    assert "*finished*" in json.dumps(redrawn["blocks"])
+    assert all(b["type"] != "actions" for b in redrawn["blocks"])
     assert not (tb.directory / ".rotator" / "journal.json").exists()
 
     # The leak check: neither value anywhere Slack, Redis, a webhook or a log line could keep.
