@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 from rq import Queue
@@ -88,8 +88,10 @@ def enqueue_called_off(redis: Redis, dep: DeploymentConfig, request: RotationReq
     """Tell users (announce channel, webhooks) the maintenance is off; the worker decides
     whether anyone had been told, except for a missed window, which is always announced."""
     queue = make_queue(dep.queue_name, redis)
+    # One per state change (the id carries its time): a request may be called off twice,
+    # e.g. missed, rescheduled, missed again.
     job_id = request.notice_job_id(f"{CALLED_OFF_NOTICE}-{int(request.updated_at.timestamp())}")
-    now = request.updated_at
+    now = datetime.now(UTC)
     enqueue(queue, SEND_NOTICE, (request.id, CALLED_OFF_NOTICE), job_id, now, now)
 
 
