@@ -1,16 +1,16 @@
-"""The Slack app: `/rotate`, the approval buttons and the modal for typed-in secrets.
+"""The Slack app: `/rotate`, the approval buttons, the modal for typed-in secrets, the App Home.
 
-Every listener acks at once and does its work in a lazy listener (Bolt runs those after the
-ack, in threads), so Slack always gets its answer within 3 seconds. Listeners are short: they
-parse, ask `bot.policy`, move the request in `workers.store` and hand ids to RQ.
+Every listener acks in the request thread (Bolt's `process_before_response`) and hands its
+work, the request's body and the client, to a small executor of the bot's own: Slack gets
+its answer in well under a millisecond of Python whatever earlier commands are still doing.
+(Bolt's own lazy listeners deep-copy the whole request first, a millisecond each, which is
+most of an ack's cost at 50 concurrent commands.) Listeners are short: they parse,
+ask `bot.policy`, move the request in `workers.store` and hand ids to RQ
+(`workers.schedule`). The bot never reads the Supabase directory: plans come from the
+deployment's worker (`workers.plans`).
 
-RQ jobs, on the queue `rotator:<deployment>` (default pickle serializer, ids only):
-- `workers.jobs.run_rotation(request_id)`, job id `rotate-<request_id>`, scheduled at the window
-  start (emergencies: enqueued at once);
-- `workers.jobs.send_notice(request_id, notice_id)`, job id `notice-<request_id>-<notice_id>`,
-  where notice_id is `before-<duration>` (e.g. `before-24h`) at that lead time before the window,
-  or `before-0s` at once when the window is nearer than every lead time; and `cancelled`,
-  enqueued at once when a request is cancelled after one of its notices went out.
+A listener that fails answers the person who clicked or typed, ephemerally, with what to do
+(e.g. a Slack scope the app lacks); decisions go to the audit log (`workers.decisions`).
 """
 
 from __future__ import annotations
@@ -18,20 +18,18 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from redis import Redis
-from rq import Queue
-from rq.exceptions import DuplicateJobError, NoSuchJobError
-from rq.job import Job, JobStatus
-from slack_bolt import Ack, App, BoltResponse, Respond
+from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
 
 from bot import blocks, policy
 from bot.commands import (
@@ -43,40 +41,53 @@ from bot.commands import (
     ShowStatus,
     parse_command,
 )
-from bot.ports import Catalogue, Planner, SecretInfo, is_critical, is_given
+from bot.ports import Catalogue, SecretInfo, is_critical, is_given
 from core.errors import InputError, RotatorError
 from core.plan import Plan
-from workers.config import DeploymentConfig, Settings, format_duration, parse_zone
+from workers.approval import approval_blocks, approval_text, format_when, plan_blocks, redraw
+from workers.config import DeploymentConfig, Settings, parse_zone
+from workers.connection import env_secret, make_queue, make_slack_client
+from workers.decisions import DecisionLog
 from workers.messages import explain
-from workers.report import RECOVER_ACTION
-from workers.sealed import seal_values
-from workers.store import (
-    CANCELLED_NOTICE,
-    OPEN_STATES,
-    RequestStatus,
-    RequestStore,
-    RotationRequest,
+from workers.plans import PlanBook, PublishedPlan
+from workers.report import RECOVER_ACTION, escape
+from workers.schedule import (
+    RECOVER_ROTATION,
+    enqueue_called_off,
+    schedule_request,
+    unschedule,
 )
+from workers.sealed import seal_values
+from workers.store import ENDED_STATES, OPEN_STATES, RequestStatus, RequestStore, RotationRequest
+from workers.windows import Window, closing_time, report_missed, window_state
 
-__all__ = ["ROTATION_JOB_TIMEOUT_S", "Rotator", "build_app"]
+__all__ = ["LAZY_THREADS", "Rotator", "build_app"]
 
 log = logging.getLogger("rotator.bot")
-audit = logging.getLogger("rotator.audit")
 
-ROTATION_JOB_TIMEOUT_S = 2 * 3600
-"""RQ kills a job after this; a rotation restarts services and waits for health checks."""
-RUN_ROTATION = "workers.jobs.run_rotation"
-SEND_NOTICE = "workers.jobs.send_notice"
-RECOVER_ROTATION = "workers.jobs.recover_rotation"
-"""The notice id that tells users an announced rotation is off (`workers.jobs.send_notice`)."""
+LAZY_THREADS = 2
+"""The work after an ack runs on this many threads: few, so that they do not crowd the acks
+out of the interpreter lock (the work is mostly waiting on Slack and Redis anyway)."""
+
+_SCOPE_HINT = {
+    "missing_scope": "the Slack app lacks the `{needed}` scope: add it under OAuth & "
+    "Permissions (slack/manifest.yml lists every scope rotator needs) and reinstall the app",
+    "not_in_channel": "the bot is not in that channel: invite it with `/invite @rotator`",
+    "channel_not_found": "the configured channel does not exist or the bot cannot see it",
+    "ratelimited": "Slack is rate-limiting the app; try again in a minute",
+}
 
 
 def _default_catalogue() -> Catalogue:
     return cast(Catalogue, importlib.import_module("core.catalogue"))
 
 
-def _default_planner() -> Planner:
-    return cast(Planner, importlib.import_module("core.service").plan_rotation)
+def slack_error_text(exc: SlackApiError) -> str:
+    """A Slack refusal in words: what it means and what to do."""
+    data = exc.response.data if isinstance(exc.response.data, dict) else {}
+    error = str(data.get("error") or "unknown_error")
+    hint = _SCOPE_HINT.get(error, "see the bot's log")
+    return f"Slack refused a call ({error}): " + hint.format(needed=data.get("needed", "?"))
 
 
 @dataclass
@@ -87,15 +98,28 @@ class Rotator:
     store: RequestStore
     redis: Redis
     catalogue: Catalogue
-    planner: Planner
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    @property
+    def plans(self) -> PlanBook:
+        return PlanBook(self.redis)
+
+    @property
+    def decisions(self) -> DecisionLog:
+        return DecisionLog(self.redis)
 
     # -- helpers -------------------------------------------------------------------------
 
-    def user_zone(self, client: WebClient, user: str) -> ZoneInfo:
+    def user_info(self, client: WebClient, user: str) -> dict[str, Any]:
         try:
-            return parse_zone(str(client.users_info(user=user)["user"]["tz"]))
-        except (SlackApiError, KeyError, TypeError, ValueError):
+            return dict(client.users_info(user=user)["user"])
+        except (SlackApiError, KeyError, TypeError):
+            return {}
+
+    def user_zone(self, info: dict[str, Any]) -> ZoneInfo:
+        try:
+            return parse_zone(str(info["tz"]))
+        except (KeyError, ValueError):
             return self.settings.bot.timezone
 
     def members(self, client: WebClient) -> policy.GroupMembers:
@@ -104,26 +128,69 @@ class Rotator:
 
         return lookup
 
-    def refuse(self, client: WebClient, body: dict[str, Any], reason: str) -> None:
-        channel = body.get("channel", {}).get("id") or body.get("container", {}).get("channel_id")
-        client.chat_postEphemeral(
-            channel=channel,
-            user=body["user"]["id"],
-            text=reason,
-            blocks=blocks.refusal_blocks(reason),
-        )
+    def tell(self, client: WebClient, body: dict[str, Any], text: str) -> None:
+        """An ephemeral answer to whoever clicked or typed; by response_url when there is
+        one (it needs no scope), else in the channel, else as a direct message."""
+        user = str((body.get("user") or {}).get("id") or body.get("user_id"))
+        response_url = body.get("response_url")
+        blocks_ = [b.to_dict() for b in blocks.refusal_blocks(text)]
+        try:
+            if response_url:
+                WebhookClient(response_url).send(
+                    text=text, blocks=blocks_, response_type="ephemeral", replace_original=False
+                )
+                return
+            channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+                "channel_id"
+            )
+            if channel:
+                client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks_)
+            else:
+                client.chat_postMessage(channel=user, text=text, blocks=blocks_)
+        except Exception as exc:
+            log.error("could not answer %s (%s)", user, type(exc).__name__)
 
-    def redraw(self, client: WebClient, request: RotationRequest) -> None:
-        if not request.thread_ts:
-            return
-        plan = Plan.from_json(json.loads(request.plan_json))
-        dep = self.settings.deployment(request.deployment)
-        client.chat_update(
-            channel=request.channel,
-            ts=request.thread_ts,
-            text=blocks.approval_text(request, plan),
-            blocks=blocks.approval_blocks(request, plan, break_glass=dep.break_glass),
+    def refuse(self, client: WebClient, body: dict[str, Any], reason: str) -> None:
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+            "channel_id"
         )
+        user = body["user"]["id"]
+        refusal = [b.to_dict() for b in blocks.refusal_blocks(reason)]
+        if channel:
+            client.chat_postEphemeral(channel=channel, user=user, text=reason, blocks=refusal)
+        else:  # the App Home has no channel
+            client.chat_postMessage(channel=user, text=reason, blocks=refusal)
+
+    def guarded(
+        self, listener: Callable[[dict[str, Any], WebClient], None]
+    ) -> Callable[[dict[str, Any], WebClient], None]:
+        """A lazy listener whose failures reach the person, not only the log."""
+
+        def run(body: dict[str, Any], client: WebClient) -> None:
+            # Slack retries and replays carry the same event or trigger id: the first one
+            # does the work. Checked here, after the ack, to keep Redis out of the ack path.
+            marker = body.get("event_id") or body.get("trigger_id")
+            if isinstance(marker, str) and marker and not self.store.once(f"slack:{marker}"):
+                return
+            try:
+                listener(body, client)
+            except RotatorError as exc:
+                self.tell(client, body, explain(exc))
+            except SlackApiError as exc:
+                log.error("Slack refused a call: %s", exc.response.get("error"))
+                self.tell(client, body, f":warning: {slack_error_text(exc)}. Nothing changed.")
+            except Exception as exc:
+                # Only the type: a foreign exception's message can quote what it handled.
+                log.error("listener failed: %s", type(exc).__name__)
+                self.tell(
+                    client,
+                    body,
+                    f":x: Something went wrong ({type(exc).__name__}); the bot's log has the "
+                    "details. Nothing was changed.",
+                )
+
+        run.__name__ = listener.__name__  # Bolt tells lazy listeners apart by name
+        return run
 
     def in_thread(
         self, client: WebClient, request: RotationRequest, text: str, *, broadcast: bool = False
@@ -135,158 +202,197 @@ class Rotator:
             reply_broadcast=broadcast,
         )
 
+    def redraw(self, client: WebClient, request: RotationRequest) -> None:
+        dep = self.settings.deployment(request.deployment)
+        redraw(client, request, break_glass=dep.break_glass)
+
+    def record(self, request: RotationRequest, user: str, action: str, detail: str = "") -> None:
+        self.decisions.record(
+            request.deployment,
+            request_id=request.id,
+            actor=user,
+            action=action,
+            secret=request.secret,
+            result=request.status.value,
+            detail=detail,
+        )
+
+    def plan_for(self, deployment: str, secret: str) -> PublishedPlan:
+        return self.plans.get(deployment, secret, now=self.clock())
+
     # -- /rotate -------------------------------------------------------------------------
 
-    def ack_command(self, ack: Ack) -> None:
-        ack()
-
-    def on_command(self, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+    def on_command(self, body: dict[str, Any], client: WebClient) -> None:
         user = body["user_id"]
-        try:
-            command = parse_command(
-                body.get("text", ""),
-                settings=self.settings,
-                secret_names=list(self.catalogue.secret_names()),
-                user_zone=self.user_zone(client, user),
-                now=self.clock(),
-            )
-            self.run_command(command, body, respond, client)
-        except RotatorError as exc:
-            respond(text=explain(exc), response_type="ephemeral")
-        except Exception as exc:
-            # Only the type: a foreign exception's message or traceback locals can quote
-            # the .env the planner read (the @app.error handler does the same).
-            log.error("/rotate failed: %s", type(exc).__name__)
-            respond(text=":x: Something went wrong; the bot's log has the details.")
+        info = self.user_info(client, user)
+        command = parse_command(
+            body.get("text", ""),
+            settings=self.settings,
+            secret_names=list(self.catalogue.secret_names()),
+            user_zone=self.user_zone(info),
+            now=self.clock(),
+        )
+        self.run_command(command, body, client, info)
+
+    def respond(self, body: dict[str, Any], text: str, blocks_: list[Any] | None = None) -> None:
+        """An ephemeral answer through the command's response_url."""
+        WebhookClient(body["response_url"]).send(
+            text=text,
+            blocks=[b.to_dict() if hasattr(b, "to_dict") else b for b in blocks_ or []] or None,
+            response_type="ephemeral",
+        )
 
     def run_command(
-        self, command: Command, body: dict[str, Any], respond: Respond, client: WebClient
+        self, command: Command, body: dict[str, Any], client: WebClient, info: dict[str, Any]
     ) -> None:
         if isinstance(command, ShowHelp):
-            respond(text="How to use /rotate", blocks=blocks.help_blocks(self.settings.bot.command))
+            self.respond(body, "How to use /rotate", blocks.help_blocks(self.settings.bot.command))
         elif isinstance(command, ShowStatus):
-            self.expire_due(client)
-            found = self.store.list_requests(statuses=OPEN_STATES)
-            respond(
-                text=f"{len(found)} open rotation request(s)", blocks=blocks.status_blocks(found)
-            )
+            self.status(body, client, info)
         elif isinstance(command, ShowPlan):
-            plan = self.planner(
-                self.settings.deployment(command.deployment).project, command.secret
-            )
-            respond(text=f"Plan: rotate {plan.title}", blocks=blocks.plan_blocks(plan))
+            published = self.plan_for(command.deployment, command.secret)
+            plan_blocks = approval_plan_blocks(published)
+            self.respond(body, f"Plan: rotate {published.plan.title}", plan_blocks)
         elif isinstance(command, CancelRequest):
-            self.cancel(command.request_id, body["user_id"], respond, client)
+            self.cancel(command.request_id, body, client)
         else:
-            self.request(command, body, respond, client)
+            self.request(command, body, client, info)
+
+    def status(self, body: dict[str, Any], client: WebClient, info: dict[str, Any]) -> None:
+        """The open requests of the deployments whose channel this is, for their people."""
+        user, channel = body["user_id"], body.get("channel_id", "")
+        here = [d for d in self.settings.deployments.values() if channel in (d.channel,)]
+        if not here:
+            channels = ", ".join(f"<#{d.channel}>" for d in self.settings.deployments.values())
+            raise InputError(f"No deployment has its requests in this channel; ask in {channels}.")
+        guest = bool(info.get("is_restricted") or info.get("is_ultra_restricted"))
+        allowed = []
+        for dep in here:
+            if policy.may_view(user, dep, members=self.members(client), is_guest=guest):
+                allowed.append(dep.name)
+        if not allowed:
+            raise InputError(
+                "Only the requesters and approvers of this channel's deployments "
+                "see their rotations."
+            )
+        found = [
+            r for r in self.store.list_requests(statuses=OPEN_STATES) if r.deployment in allowed
+        ]
+        self.respond(
+            body,
+            f"{len(found)} open rotation request(s)",
+            blocks.status_blocks(found, allowed),
+        )
 
     def request(
-        self, command: RequestRotation, body: dict[str, Any], respond: Respond, client: WebClient
+        self,
+        command: RequestRotation,
+        body: dict[str, Any],
+        client: WebClient,
+        info: dict[str, Any],
     ) -> None:
         user, dep = body["user_id"], self.settings.deployment(command.deployment)
         decision = policy.may_request(user, dep)
         if not decision:
             raise InputError(decision.reason)
         secret = self.catalogue.get_secret(command.secret)
-        plan = self.planner(dep.project, command.secret)
-        tz = self.user_zone(client, user).key
+        published = self.plan_for(dep.name, command.secret)
+        tz = self.user_zone(info).key
         if is_given(secret):
             self.open_given_modal(command, secret, body["trigger_id"], tz, dep, client)
             return
-        request = self.create(command, user, tz, secret, plan)
-        self.post_approval(request, plan, client)
-        respond(
-            text=f"Request `{request.id}` posted in <#{dep.channel}>.", response_type="ephemeral"
+        request = self.post_and_store(
+            self.new_request(command, user, tz, secret, published), client
         )
+        self.respond(body, f"Request `{request.id}` posted in <#{dep.channel}>.")
 
-    def create(
-        self, command: RequestRotation, user: str, tz: str, secret: SecretInfo, plan: Plan
+    def new_request(
+        self,
+        command: RequestRotation,
+        user: str,
+        tz: str,
+        secret: SecretInfo,
+        published: PublishedPlan,
     ) -> RotationRequest:
         dep = self.settings.deployment(command.deployment)
         critical = is_critical(secret)
         now = self.clock()
-        return self.store.create(
-            RotationRequest(
-                id="",
-                deployment=dep.name,
-                secret=command.secret,
-                requester=user,
-                reason=command.reason,
-                window_start=command.window_start,
-                created_at=now,
-                expires_at=now + dep.request_ttl,
-                emergency=command.emergency,
-                critical=critical,
-                needs_value=is_given(secret),
-                approvals_needed=policy.approvals_needed(
-                    dep, critical=critical, emergency=command.emergency
-                ),
-                requester_tz=tz,
-                plan_json=json.dumps(plan.to_json()),
-            )
+        return RotationRequest(
+            id=self.store.new_id(),
+            deployment=dep.name,
+            secret=command.secret,
+            requester=user,
+            reason=command.reason,
+            window_start=command.window_start,
+            created_at=now,
+            expires_at=now + dep.request_ttl,
+            emergency=command.emergency,
+            critical=critical,
+            needs_value=is_given(secret),
+            approvals_needed=policy.approvals_needed(
+                dep, critical=critical, emergency=command.emergency
+            ),
+            requester_tz=tz,
+            plan_json=json.dumps(published.plan.to_json()),
+            plan_digest=published.digest,
+            plan_basis=json.dumps(published.basis.to_json()),
+            incident=command.incident,
         )
 
-    def post_approval(
-        self, request: RotationRequest, plan: Plan, client: WebClient
+    def post_and_store(
+        self, request: RotationRequest, client: WebClient, sealed: bytes | None = None
     ) -> RotationRequest:
+        """Post the approval message first, then store the request with its thread; a post
+        that fails stores nothing, and a store that fails takes the message back."""
         dep = self.settings.deployment(request.deployment)
+        plan = Plan.from_json(json.loads(request.plan_json))
         posted = client.chat_postMessage(
             channel=dep.channel,
-            text=blocks.approval_text(request, plan),
-            blocks=blocks.approval_blocks(request, plan, break_glass=dep.break_glass),
+            text=approval_text(request, plan),
+            blocks=approval_blocks(request, plan, break_glass=dep.break_glass),
         )
-        return self.store.update(
-            request.id, channel=str(posted["channel"]), thread_ts=str(posted["ts"])
+        request = RotationRequest(
+            **{
+                **request.__dict__,
+                "channel": str(posted["channel"]),
+                "thread_ts": str(posted["ts"]),
+            }
         )
+        try:
+            request = self.store.create(request)
+            if sealed is not None:
+                ttl = request.window_start - self.clock() + dep.request_ttl + timedelta(days=1)
+                self.store.put_sealed(request.id, sealed, int(ttl.total_seconds()))
+        except Exception:
+            self.store.delete(request.id)
+            client.chat_delete(channel=request.channel, ts=request.thread_ts)
+            raise
+        self.record(request, request.requester, "request", request.reason)
+        return request
 
-    def cancel(self, request_id: str, user: str, respond: Respond, client: WebClient) -> None:
-        now, request = self.clock(), self.store.get(request_id)
+    def cancel(self, request_id: str, body: dict[str, Any], client: WebClient) -> None:
+        user, request = body["user_id"], self.store.get(request_id)
         dep = self.settings.deployment(request.deployment)
         decision = policy.may_cancel(user, request, dep, members=self.members(client))
         if not decision:
             raise InputError(decision.reason)
         request = self.store.transition(request_id, RequestStatus.CANCELLED, decided_by=user)
-        removed = self.unschedule(request)
+        removed = unschedule(self.redis, [request.job_id, *request.job_ids])
         self.store.delete_sealed(request_id)
         self.redraw(client, request)
-        text = f":no_entry_sign: Cancelled by <@{user}>; {removed} job(s) removed."
-        if self.notices_sent(request):
-            queue = Queue(dep.queue_name, connection=self.redis)
-            job_id = request.notice_job_id(CANCELLED_NOTICE)
-            self.enqueue(queue, SEND_NOTICE, (request.id, CANCELLED_NOTICE), job_id, now, now)
-            text += f" The notices went out, so <#{dep.announce_channel}> hears it is off."
-        self.in_thread(client, request, text)
-        respond(text=f"Cancelled `{request_id}`.", response_type="ephemeral")
-
-    def notices_sent(self, request: RotationRequest) -> list[str]:
-        """The request's notices the worker has already announced (`send_notice`'s markers)."""
-        prefix = request.notice_job_id("")
-        notices = [j.removeprefix(prefix) for j in request.job_ids if j.startswith(prefix)]
-        return [n for n in notices if self.store.seen(request.notice_marker(n))]
-
-    def expire_due(self, client: WebClient) -> None:
-        now = self.clock()
-        for request in self.store.list_requests(statuses={RequestStatus.REQUESTED}):
-            if policy.is_expired(request, now):
-                self.expire(client, request)
-
-    def expire(self, client: WebClient, request: RotationRequest) -> None:
-        request = self.store.transition(request.id, RequestStatus.EXPIRED)
-        self.store.delete_sealed(request.id)
-        self.redraw(client, request)
+        self.record(request, user, "cancel")
+        enqueue_called_off(self.redis, dep, request)
+        self.in_thread(
+            client,
+            request,
+            f":no_entry_sign: Cancelled by <@{user}>; {removed} job(s) removed. If users "
+            f"were warned, <#{dep.announce_channel}> hears it is off.",
+        )
+        self.respond(body, f"Cancelled `{request_id}`.")
 
     # -- buttons ---------------------------------------------------------------------------
 
-    def ack_action(self, ack: Ack) -> None:
-        ack()
-
     def on_approve(self, body: dict[str, Any], client: WebClient) -> None:
-        try:
-            self._approve(body, client)
-        except RotatorError as exc:
-            self.refuse(client, body, explain(exc))
-
-    def _approve(self, body: dict[str, Any], client: WebClient) -> None:
         user, request = body["user"]["id"], self.store.get(body["actions"][0]["value"])
         dep = self.settings.deployment(request.deployment)
         now = self.clock()
@@ -302,6 +408,7 @@ class Rotator:
                 client, body, f"Request {request.id} is no longer waiting for you; nothing changed."
             )
             return
+        self.record(result.request, user, "approve", decision.reason)
         self.in_thread(
             client, result.request, f":white_check_mark: Approved by <@{user}> ({decision.reason})."
         )
@@ -311,12 +418,6 @@ class Rotator:
             self.redraw(client, result.request)
 
     def on_reject(self, body: dict[str, Any], client: WebClient) -> None:
-        try:
-            self._reject(body, client)
-        except RotatorError as exc:
-            self.refuse(client, body, explain(exc))
-
-    def _reject(self, body: dict[str, Any], client: WebClient) -> None:
         user, request = body["user"]["id"], self.store.get(body["actions"][0]["value"])
         dep = self.settings.deployment(request.deployment)
         decision = policy.may_reject(user, request, dep, members=self.members(client))
@@ -326,15 +427,11 @@ class Rotator:
         request = self.store.transition(request.id, RequestStatus.REJECTED, decided_by=user)
         self.store.delete_sealed(request.id)
         self.redraw(client, request)
+        self.record(request, user, "reject")
+        enqueue_called_off(self.redis, dep, request)
         self.in_thread(client, request, f":x: Rejected by <@{user}>. Nothing will change.")
 
     def on_break_glass(self, body: dict[str, Any], client: WebClient) -> None:
-        try:
-            self._break_glass(body, client)
-        except RotatorError as exc:
-            self.refuse(client, body, explain(exc))
-
-    def _break_glass(self, body: dict[str, Any], client: WebClient) -> None:
         user, request = body["user"]["id"], self.store.get(body["actions"][0]["value"])
         dep = self.settings.deployment(request.deployment)
         decision = policy.may_break_glass(user, request, dep, now=self.clock())
@@ -344,16 +441,10 @@ class Rotator:
         request = self.store.transition(
             request.id, RequestStatus.APPROVED, approvals=(user,), break_glass=True
         )
-        audit.warning(
-            "break-glass: %s self-approved %s (%s on %s)",
-            user,
-            request.id,
-            request.secret,
-            dep.name,
-        )
+        self.record(request, user, "break-glass", request.reason)
         loud = (
             f":rotating_light: BREAK GLASS: <@{user}> self-approved emergency rotation "
-            f"`{request.id}` of `{request.secret}` on `{dep.name}`: {request.reason}"
+            f"`{request.id}` of `{request.secret}` on `{dep.name}`: {escape(request.reason)}"
         )
         self.in_thread(client, request, loud, broadcast=True)
         client.chat_postMessage(channel=dep.announce_channel, text=loud)
@@ -361,12 +452,6 @@ class Rotator:
 
     def on_recover(self, body: dict[str, Any], client: WebClient) -> None:
         """The thread's Recover button (posted by the worker): enqueue `recover_rotation`."""
-        try:
-            self._recover(body, client)
-        except RotatorError as exc:
-            self.refuse(client, body, explain(exc))
-
-    def _recover(self, body: dict[str, Any], client: WebClient) -> None:
         user, request = body["user"]["id"], self.store.get(body["actions"][0]["value"])
         dep = self.settings.deployment(request.deployment)
         decision = policy.may_recover(user, request, dep, members=self.members(client))
@@ -375,11 +460,59 @@ class Rotator:
             return
         if not self.store.once(f"recover:{request.id}:{request.updated_at.timestamp()}"):
             return  # a double click
-        queue = Queue(dep.queue_name, connection=self.redis)
         job_id = f"recover-{request.id}-{int(self.clock().timestamp())}"
-        audit.warning("recover: %s asked to recover %s on %s", user, request.id, dep.name)
+        self.record(request, user, "recover")
         self.in_thread(client, request, f":wrench: <@{user}> started recovery; progress follows.")
-        queue.enqueue(RECOVER_ROTATION, request.id, job_id=job_id, job_timeout=3600)
+        make_queue(dep.queue_name, self.redis).enqueue(
+            RECOVER_ROTATION, request.id, job_id=job_id, job_timeout=3600
+        )
+
+    def on_next_window(self, body: dict[str, Any], client: WebClient) -> None:
+        """A missed request, asked again for the deployment's next window."""
+        user, request = body["user"]["id"], self.store.get(body["actions"][0]["value"])
+        dep = self.settings.deployment(request.deployment)
+        decision = policy.may_pick_next_window(user, request, dep, members=self.members(client))
+        if not decision:
+            self.refuse(client, body, decision.reason)
+            return
+        now = self.clock()
+        start = dep.next_window(now) or now + timedelta(hours=1)
+        request = self.store.transition(
+            request.id,
+            RequestStatus.REQUESTED,
+            window_start=start.replace(microsecond=0),
+            approvals=(),
+            expires_at=now + dep.request_ttl,
+            emergency=False,
+            note="",
+        )
+        self.redraw(client, request)
+        self.record(request, user, "next-window", start.isoformat())
+        when = format_when(request.window_start, ZoneInfo(request.requester_tz))
+        self.in_thread(
+            client,
+            request,
+            f":calendar: <@{user}> picked the next window, {when}; it needs approval again.",
+        )
+
+    def on_run_now(self, body: dict[str, Any], client: WebClient) -> None:
+        """A missed request, run at once by someone who may approve it."""
+        user, request = body["user"]["id"], self.store.get(body["actions"][0]["value"])
+        dep = self.settings.deployment(request.deployment)
+        decision = policy.may_run_now(user, request, dep, members=self.members(client))
+        if not decision:
+            self.refuse(client, body, decision.reason)
+            return
+        request = self.store.transition(
+            request.id,
+            RequestStatus.APPROVED,
+            window_start=self.clock().replace(microsecond=0),
+            decided_by=user,
+            note="",
+        )
+        self.record(request, user, "run-now")
+        self.in_thread(client, request, f":arrow_forward: <@{user}> runs it now.")
+        self.schedule(client, request)
 
     # -- the modal for given secrets ------------------------------------------------------
 
@@ -404,6 +537,7 @@ class Rotator:
             "window_start": command.window_start.isoformat(),
             "emergency": "1" if command.emergency else "",
             "reason": command.reason,
+            "incident": command.incident,
             "tz": tz,
         }
         client.views_open(
@@ -411,7 +545,8 @@ class Rotator:
             view=blocks.given_value_view(secret.title, secret.given_keys, meta),
         )
 
-    def ack_given(self, ack: Ack, view: dict[str, Any]) -> None:
+    def ack_given(self, ack: Ack, view: dict[str, Any]) -> bool:
+        """Ack the modal: its errors, or closed. True when the values are there to use."""
         values = _given_values(view)
         empty = {
             f"{blocks.GIVEN_BLOCK_PREFIX}{k}": "Type the new value."
@@ -420,10 +555,12 @@ class Rotator:
         }
         if empty:
             ack(response_action="errors", errors=empty)
-        else:
-            ack()
+            return False
+        ack()
+        return bool(values)
 
-    def on_given(self, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+    def on_given(self, body: dict[str, Any], client: WebClient) -> None:
+        view = body["view"]
         meta, user = json.loads(view["private_metadata"]), body["user"]["id"]
         values = _given_values(view)
         if not values or not all(v.strip() for v in values.values()):
@@ -434,16 +571,16 @@ class Rotator:
             datetime.fromisoformat(meta["window_start"]),
             bool(meta["emergency"]),
             meta["reason"],
+            meta.get("incident", ""),
         )
         dep = self.settings.deployment(command.deployment)
-        assert dep.worker_public_key is not None  # noqa: S101 -- checked before the modal opened
+        if dep.worker_public_key is None:
+            raise InputError(f"`{dep.name}` has no worker_public_key to seal the value with.")
         secret = self.catalogue.get_secret(command.secret)
-        plan = self.planner(dep.project, command.secret)
-        request = self.create(command, user, meta["tz"], secret, plan)
+        published = self.plan_for(dep.name, command.secret)
+        request = self.new_request(command, user, meta["tz"], secret, published)
         blob = seal_values(dep.worker_public_key.read_bytes(), values, request_id=request.id)
-        ttl = command.window_start - self.clock() + dep.request_ttl + timedelta(days=1)
-        self.store.put_sealed(request.id, blob, int(ttl.total_seconds()))
-        self.post_approval(request, plan, client)
+        request = self.post_and_store(request, client, sealed=blob)
         client.chat_postEphemeral(
             channel=dep.channel,
             user=user,
@@ -453,77 +590,69 @@ class Rotator:
     # -- scheduling --------------------------------------------------------------------------
 
     def schedule(self, client: WebClient, request: RotationRequest) -> None:
-        """Enqueue the rotation and its notices; only the caller that reached quorum gets here."""
+        """Enqueue the rotation and its notices, inside the window; only the caller that
+        reached quorum gets here. Too late for the window: missed, and said so."""
         dep = self.settings.deployment(request.deployment)
-        queue = Queue(dep.queue_name, connection=self.redis)
         now = self.clock()
-        job_ids = [
-            self.enqueue(
-                queue, RUN_ROTATION, (request.id,), request.job_id, request.window_start, now
+        if request.emergency:
+            request = self.store.update(request.id, window_start=now.replace(microsecond=0))
+        if window_state(request, dep, now) is Window.CLOSED:
+            reason = (
+                f"the last approval came at {now:%Y-%m-%d %H:%M} UTC, after the window closed "
+                f"at {closing_time(request, dep)}"
             )
-        ]
-        leads = [lead for lead in dep.notice_lead_times if request.window_start - lead > now]
-        notices = [f"before-{format_duration(lead)}" for lead in leads] or ["before-0s"]
-        for notice, lead in zip(notices, leads or [timedelta(0)], strict=True):
-            at = request.window_start - lead if leads else now
-            job_id = request.notice_job_id(notice)
-            job_ids.append(self.enqueue(queue, SEND_NOTICE, (request.id, notice), job_id, at, now))
-        request = self.store.transition(request.id, RequestStatus.SCHEDULED, job_ids=tuple(job_ids))
+            report_missed(self.redis, client, dep, request, reason)
+            return
+        job_ids = schedule_request(self.redis, dep, request, now)
+        request = self.store.transition(request.id, RequestStatus.SCHEDULED, job_ids=job_ids)
         self.redraw(client, request)
+        self.record(request, request.approvals[-1] if request.approvals else "", "schedule")
         when = (
             "now"
             if request.window_start <= now
-            else blocks.format_when(request.window_start, ZoneInfo(request.requester_tz))
+            else format_when(request.window_start, ZoneInfo(request.requester_tz))
         )
         self.in_thread(
             client, request, f":calendar: Scheduled for {when}. Progress will be reported here."
         )
 
-    def enqueue(
-        self,
-        queue: Queue,
-        func: str,
-        args: tuple[str, ...],
-        job_id: str,
-        at: datetime,
-        now: datetime,
-    ) -> str:
-        # RQ's scheduler keeps whole seconds (it truncates): round up, never start early.
-        if at > now and at.microsecond:
-            at = at.replace(microsecond=0) + timedelta(seconds=1)
-        try:
-            timeout = ROTATION_JOB_TIMEOUT_S if func == RUN_ROTATION else 300
-            if at <= now:
-                queue.enqueue(func, *args, job_id=job_id, job_timeout=timeout, unique=True)
-            else:
-                job = queue.create_job(
-                    func, args=args, job_id=job_id, timeout=timeout, status=JobStatus.SCHEDULED
-                )
-                queue.schedule_job(job, at, unique=True)
-        except DuplicateJobError:
-            log.warning("job %s already exists; not enqueued twice", job_id)
-        return job_id
+    def expire(self, client: WebClient, request: RotationRequest) -> None:
+        request = self.store.transition(request.id, RequestStatus.EXPIRED)
+        self.store.delete_sealed(request.id)
+        self.redraw(client, request)
+        self.record(request, "rotator", "expire")
 
-    def unschedule(self, request: RotationRequest) -> int:
-        removed = 0
-        for job_id in {request.job_id, *request.job_ids}:
-            try:
-                Job.fetch(job_id, connection=self.redis).delete()
-                removed += 1
-            except NoSuchJobError:
+    # -- the App Home ----------------------------------------------------------------------
+
+    def on_home_opened(self, body: dict[str, Any], client: WebClient) -> None:
+        event = body["event"]
+        if event.get("tab", "home") != "home":
+            return
+        user = event["user"]
+        info = self.user_info(client, user)
+        guest = bool(info.get("is_restricted") or info.get("is_ultra_restricted"))
+        now = self.clock()
+        rows = []
+        requests = self.store.list_requests(limit=200)
+        for dep in self.settings.deployments.values():
+            if not policy.may_view(user, dep, members=self.members(client), is_guest=guest):
                 continue
-        return removed
+            mine = [r for r in requests if r.deployment == dep.name]
+            opening = dep.next_window(now)
+            windows = format_when(opening, ZoneInfo("UTC")) if opening else "any time"
+            rows.append(
+                (
+                    dep.name,
+                    [r for r in mine if r.status in OPEN_STATES],
+                    [r for r in mine if r.status in ENDED_STATES],
+                    windows,
+                )
+            )
+        client.views_publish(user_id=user, view=blocks.home_view(rows, user=user))
 
-    # -- retries -----------------------------------------------------------------------------
 
-    def drop_retries(
-        self, body: dict[str, Any], next: Callable[[], BoltResponse]
-    ) -> BoltResponse | None:
-        """Slack retries and replays carry the same event or trigger id: answer them, do nothing."""
-        marker = body.get("event_id") or body.get("trigger_id")
-        if isinstance(marker, str) and marker and not self.store.once(f"slack:{marker}"):
-            return BoltResponse(status=200, body="")
-        return next()
+def approval_plan_blocks(published: PublishedPlan) -> list[dict[str, Any]]:
+    return plan_blocks(published.plan, published.digest)
 
 
 def _given_values(view: dict[str, Any]) -> dict[str, str]:
@@ -543,36 +672,50 @@ def build_app(
     redis: Redis,
     signing_secret: str | None = None,
     catalogue: Catalogue | None = None,
-    planner: Planner | None = None,
-    process_before_response: bool = False,
     clock: Callable[[], datetime] | None = None,
 ) -> App:
-    """The Bolt app. Defaults: `SLACK_SIGNING_SECRET`, `SLACK_BOT_TOKEN`, `SLACK_API_URL`,
-    `core.catalogue` and `core.service.plan_rotation`."""
-    if client is None:
-        base_url = os.environ.get("SLACK_API_URL") or WebClient.BASE_URL
-        client = WebClient(token=os.environ["SLACK_BOT_TOKEN"], base_url=base_url)
+    """The Bolt app. Defaults: `SLACK_SIGNING_SECRET(_FILE)`, `SLACK_BOT_TOKEN(_FILE)`,
+    `SLACK_API_URL` and `core.catalogue`."""
     app = App(
-        client=client,
-        signing_secret=signing_secret or os.environ["SLACK_SIGNING_SECRET"],
-        process_before_response=process_before_response,
+        client=client or make_slack_client(),
+        signing_secret=signing_secret or env_secret("SLACK_SIGNING_SECRET"),
+        # Acks run in the request's own thread, before the response is sent.
+        process_before_response=True,
     )
-    bot = Rotator(
-        settings,
-        RequestStore(redis),
-        redis,
-        catalogue or _default_catalogue(),
-        planner or _default_planner(),
-    )
+    bot = Rotator(settings, RequestStore(redis), redis, catalogue or _default_catalogue())
     if clock is not None:
         bot.clock = clock
-    app.use(bot.drop_retries)
-    app.command(settings.bot.command)(ack=bot.ack_command, lazy=[bot.on_command])
-    app.action(blocks.APPROVE_ACTION)(ack=bot.ack_action, lazy=[bot.on_approve])
-    app.action(blocks.REJECT_ACTION)(ack=bot.ack_action, lazy=[bot.on_reject])
-    app.action(blocks.BREAK_GLASS_ACTION)(ack=bot.ack_action, lazy=[bot.on_break_glass])
-    app.action(RECOVER_ACTION)(ack=bot.ack_action, lazy=[bot.on_recover])
-    app.view(blocks.GIVEN_VALUE_VIEW)(ack=bot.ack_given, lazy=[bot.on_given])
+    work = ThreadPoolExecutor(LAZY_THREADS, thread_name_prefix="rotator-work")
+
+    def acked(listener: Callable[[dict[str, Any], WebClient], None]) -> Callable[..., None]:
+        """A listener that acks, then leaves `listener` to the work pool."""
+        guarded = bot.guarded(listener)
+
+        def ack_then_work(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+            ack()
+            work.submit(guarded, body, client)
+
+        return ack_then_work
+
+    def given(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        if bot.ack_given(ack, body["view"]):
+            work.submit(bot.guarded(bot.on_given), body, client)
+
+    def home(body: dict[str, Any], client: WebClient) -> None:  # events are acked by Bolt
+        work.submit(bot.guarded(bot.on_home_opened), body, client)
+
+    app.command(settings.bot.command)(acked(bot.on_command))
+    for action, listener in (
+        (blocks.APPROVE_ACTION, bot.on_approve),
+        (blocks.REJECT_ACTION, bot.on_reject),
+        (blocks.BREAK_GLASS_ACTION, bot.on_break_glass),
+        (RECOVER_ACTION, bot.on_recover),
+        (blocks.NEXT_WINDOW_ACTION, bot.on_next_window),
+        (blocks.RUN_NOW_ACTION, bot.on_run_now),
+    ):
+        app.action(action)(acked(listener))
+    app.view(blocks.GIVEN_VALUE_VIEW)(given)
+    app.event("app_home_opened")(home)
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any], logger: logging.Logger) -> None:

@@ -1,20 +1,20 @@
-"""Block Kit builders: pure functions from requests and plans to blocks. Names only, never values.
+"""Block Kit builders for the bot's own surfaces: help, status, the modal, the App Home.
+Pure functions; names only, never values; user text escaped. The approval message, which the
+worker redraws too, is built in `workers.approval`.
 
-Every message is sent with a `text=` fallback; `*_text` functions build it.
+Every message is sent with a `text=` fallback.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
-    ConfirmObject,
     ContextBlock,
     HeaderBlock,
     InputBlock,
@@ -24,28 +24,31 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from core.plan import Plan
-from workers.report import downtime_text
-from workers.store import RequestStatus, RotationRequest
+from workers.approval import (
+    APPROVE_ACTION,
+    BREAK_GLASS_ACTION,
+    NEXT_WINDOW_ACTION,
+    REJECT_ACTION,
+    RUN_NOW_ACTION,
+    format_when,
+)
+from workers.report import escape
+from workers.store import RotationRequest
 
 __all__ = [
     "APPROVE_ACTION",
     "BREAK_GLASS_ACTION",
     "GIVEN_VALUE_VIEW",
+    "NEXT_WINDOW_ACTION",
     "REJECT_ACTION",
-    "approval_blocks",
-    "approval_text",
-    "format_when",
+    "RUN_NOW_ACTION",
     "given_value_view",
     "help_blocks",
-    "plan_blocks",
+    "home_view",
     "refusal_blocks",
     "status_blocks",
 ]
 
-APPROVE_ACTION = "rotator_approve"
-REJECT_ACTION = "rotator_reject"
-BREAK_GLASS_ACTION = "rotator_break_glass"
 GIVEN_VALUE_VIEW = "rotator_given_value"
 """callback_id of the modal that takes an externally issued secret."""
 GIVEN_BLOCK_PREFIX = "given_"
@@ -56,126 +59,39 @@ def _md(text: str) -> MarkdownTextObject:
     return MarkdownTextObject(text=text)
 
 
-def format_when(when: datetime, zone: ZoneInfo) -> str:
-    utc = when.astimezone(ZoneInfo("UTC")).strftime("%a %Y-%m-%d %H:%M UTC")
-    local = when.astimezone(zone).strftime("%a %H:%M")
-    return f"{utc} ({local} {zone.key})" if zone.key != "UTC" else utc
-
-
-def _codes(names: Sequence[str]) -> str:
-    return ", ".join(f"`{n}`" for n in names) or "none"
-
-
-def plan_blocks(plan: Plan) -> list[Block]:
-    """What changes: keys, restarts, logouts, downtime. Never values."""
-    logout = "*Everyone is logged out.*" if plan.logs_out_users else "Nobody is logged out."
-    lines = [
-        f"*What changes:* {_codes(plan.env_keys)}",
-        f"*Services restarting:* {_codes(plan.services)}",
-        f"*Users:* {logout} {plan.impact}".rstrip(),
-        f"*Downtime:* {downtime_text(plan.downtime_estimate_s)}",
-    ]
-    if plan.db_roles:
-        lines.append(f"*Database roles:* {_codes(plan.db_roles)}")
-    blocks: list[Block] = [SectionBlock(text=_md("\n".join(lines)))]
-    if plan.notes:
-        blocks.append(ContextBlock(elements=[_md(":warning: " + n) for n in plan.notes[:10]]))
-    return blocks
-
-
-def approval_text(request: RotationRequest, plan: Plan) -> str:
-    kind = "EMERGENCY rotation" if request.emergency else "Rotation"
+def _request_line(r: RotationRequest) -> str:
     return (
-        f"{kind} of {plan.title} on {request.deployment} requested by <@{request.requester}> "
-        f"for {format_when(request.window_start, ZoneInfo('UTC'))} ({request.id}): "
-        "approve or reject."
-    )
-
-
-def _approval_status(request: RotationRequest) -> str:
-    got = ", ".join(f"<@{u}>" for u in request.approvals) or "none yet"
-    line = f"*Approvals:* {got} ({len(request.approvals)}/{request.approvals_needed})"
-    if request.status is not RequestStatus.REQUESTED:
-        by = f" by <@{request.decided_by}>" if request.decided_by else ""
-        line += f"\n*Status:* {request.status.value}{by}"
-    return line
-
-
-def approval_blocks(
-    request: RotationRequest, plan: Plan, *, break_glass: bool = False
-) -> list[Block]:
-    """The approval request; the message becomes the rotation's thread."""
-    zone = ZoneInfo(request.requester_tz)
-    title = f"{':rotating_light: EMERGENCY ' if request.emergency else ''}Rotate {plan.title}"
-    head = [
-        f"*Deployment:* `{request.deployment}`   *Secret:* `{request.secret}`   "
-        f"*Request:* `{request.id}`",
-        f"*Requested by:* <@{request.requester}>"
-        + (f" — {request.reason}" if request.reason else ""),
-        f"*Window:* {'now' if request.emergency else format_when(request.window_start, zone)}",
-    ]
-    blocks: list[Block] = [
-        HeaderBlock(text=title[:150]),
-        SectionBlock(text=_md("\n".join(head))),
-        *plan_blocks(plan),
-        SectionBlock(block_id="approvals", text=_md(_approval_status(request))),
-    ]
-    if request.status is RequestStatus.REQUESTED:
-        blocks.append(
-            ActionsBlock(block_id="decision", elements=_buttons(request, plan, break_glass))
-        )
-    return blocks
-
-
-def _buttons(request: RotationRequest, plan: Plan, break_glass: bool) -> list[ButtonElement]:
-    confirm = ConfirmObject(
-        title="Approve this rotation?",
-        text=f"{plan.title} on {request.deployment}: "
-        f"{downtime_text(plan.downtime_estimate_s)} of downtime"
-        + (", everyone logged out." if plan.logs_out_users else "."),
-        confirm="Approve",
-        deny="Cancel",
-    )
-    buttons = [
-        ButtonElement(
-            text="Approve",
-            action_id=APPROVE_ACTION,
-            value=request.id,
-            style="primary",
-            confirm=confirm,
-        ),
-        ButtonElement(text="Reject", action_id=REJECT_ACTION, value=request.id, style="danger"),
-    ]
-    if break_glass and request.emergency:
-        glass = ConfirmObject(
-            title="Break the glass?",
-            text="You approve your own emergency rotation. This is announced and audited.",
-            confirm="Break glass",
-            deny="Cancel",
-            style="danger",
-        )
-        buttons.append(
-            ButtonElement(
-                text="Break glass",
-                action_id=BREAK_GLASS_ACTION,
-                value=request.id,
-                style="danger",
-                confirm=glass,
-            )
-        )
-    return buttons
-
-
-def status_blocks(requests: Sequence[RotationRequest]) -> list[Block]:
-    if not requests:
-        return [SectionBlock(text=_md("No open rotation requests."))]
-    lines = [
         f"`{r.id}` `{r.secret}` on `{r.deployment}`: *{r.status.value}*, "
         f"{format_when(r.window_start, ZoneInfo('UTC'))}, by <@{r.requester}> "
         f"({len(r.approvals)}/{r.approvals_needed} approvals)"
-        for r in requests
-    ]
-    return [SectionBlock(text=_md("*Rotation requests*\n" + "\n".join(lines)))]
+    )
+
+
+def _sections(heading: str, lines: Sequence[str], limit: int = 2900) -> list[Block]:
+    """`heading` and `lines` in as many section blocks as Slack's 3,000 characters need."""
+    blocks: list[Block] = []
+    chunk = f"*{heading}*"
+    for line in lines:
+        if len(chunk) + len(line) + 1 > limit:
+            blocks.append(SectionBlock(text=_md(chunk)))
+            chunk = ""
+        chunk = f"{chunk}\n{line}" if chunk else line[:limit]
+    blocks.append(SectionBlock(text=_md(chunk)))
+    return blocks
+
+
+def status_blocks(
+    requests: Sequence[RotationRequest], deployments: Sequence[str], limit: int = 45
+) -> list[Block]:
+    """The open requests of `deployments`, within a message's 50 blocks."""
+    names = ", ".join(f"`{d}`" for d in deployments)
+    if not requests:
+        return [SectionBlock(text=_md(f"No open rotation requests for {names}."))]
+    lines = [_request_line(r) for r in requests]
+    blocks = _sections(f"Rotation requests for {names}", lines)
+    if len(blocks) > limit:
+        blocks = [*blocks[: limit - 1], ContextBlock(elements=[_md("… more not shown")])]
+    return blocks
 
 
 def help_blocks(command: str) -> list[Block]:
@@ -191,6 +107,51 @@ def help_blocks(command: str) -> list[Block]:
         ]
     )
     return [SectionBlock(text=_md(text))]
+
+
+def home_view(
+    deployments: Sequence[tuple[str, Sequence[RotationRequest], Sequence[RotationRequest], str]],
+    *,
+    user: str,
+) -> View:
+    """The App Home for an approver: per deployment, the open requests (with their buttons
+    where they wait for a decision), the next windows and the last rotations' outcomes.
+
+    `deployments`: (name, open requests, ended requests, next windows text)."""
+    blocks: list[Block] = [HeaderBlock(text="Secret rotations")]
+    for name, open_requests, ended, windows in deployments:
+        blocks.append(SectionBlock(text=_md(f"*`{name}`*  ·  next windows: {windows}")))
+        for r in open_requests[:8]:
+            actions = []
+            if r.status.value == "requested" and r.requester != user:
+                actions = [("Approve", APPROVE_ACTION, "primary"), ("Reject", REJECT_ACTION, "")]
+            elif r.status.value == "missed":
+                actions = [("Pick the next window", NEXT_WINDOW_ACTION, "")]
+                if r.requester != user:
+                    actions.append(("Run now", RUN_NOW_ACTION, "danger"))
+            reason = f" — {escape(r.reason)}" if r.reason else ""
+            blocks.append(SectionBlock(text=_md(_request_line(r) + reason)))
+            if actions:
+                blocks.append(
+                    ActionsBlock(
+                        elements=[
+                            ButtonElement(
+                                text=text, action_id=action, value=r.id, style=style or None
+                            )
+                            for text, action, style in actions
+                        ]
+                    )
+                )
+        if not open_requests:
+            blocks.append(ContextBlock(elements=[_md("No open requests.")]))
+        last = [f"`{r.id}` `{r.secret}`: *{r.status.value}*" for r in ended[:5]]
+        blocks.append(
+            ContextBlock(elements=[_md("Last rotations: " + (", ".join(last) or "none yet"))])
+        )
+        if len(blocks) > 90:
+            blocks = [*blocks[:90], ContextBlock(elements=[_md("… more deployments not shown")])]
+            break
+    return View(type="home", blocks=blocks)
 
 
 def refusal_blocks(reason: str) -> list[Block]:

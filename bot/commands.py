@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from core.errors import InputError
 from workers.config import DeploymentConfig, Settings, parse_duration, parse_zone
+from workers.report import escape
 
 __all__ = [
     "CancelRequest",
@@ -49,6 +50,8 @@ class RequestRotation:
     """When the rotation should start, UTC."""
     emergency: bool
     reason: str
+    incident: str = ""
+    """The incident reference found in an emergency's reason (when the deployment asks)."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,8 @@ def _secret(ctx: _Context, word: str) -> str:
     if word not in ctx.secret_names:
         names = ", ".join(f"`{n}`" for n in ctx.secret_names)
         raise CommandError(
-            f"Unknown secret `{word}`. Choose one of: {names}. Example: `{ctx.cmd} jwt-secret`."
+            f"Unknown secret `{escape(word)}`. Choose one of: {names}. "
+            f"Example: `{ctx.cmd} jwt-secret`."
         )
     return word
 
@@ -145,7 +149,7 @@ def _deployment(
     names = ", ".join(f"`{n}`" for n in configured)
     if words:
         raise CommandError(
-            f"Unknown deployment `{words[0]}`. Configured: {names}. "
+            f"Unknown deployment `{escape(words[0])}`. Configured: {names}. "
             f"Example: `{ctx.cmd} {secret} {configured[0]}`."
         )
     raise CommandError(
@@ -164,7 +168,14 @@ def _request(ctx: _Context, words: list[str]) -> RequestRotation:
             raise CommandError(
                 f"Emergency rotations need a reason: `{example} now leaked in CI logs`."
             )
-        return RequestRotation(secret, deployment, ctx.now.astimezone(UTC), True, reason)
+        return RequestRotation(
+            secret,
+            deployment,
+            ctx.now.astimezone(UTC),
+            True,
+            reason,
+            _incident(dep, reason, example),
+        )
     if rest and rest[0].lower() == "at":
         when, rest = _when(ctx, dep, rest[1:], example)
     else:
@@ -172,6 +183,19 @@ def _request(ctx: _Context, words: list[str]) -> RequestRotation:
     when = when.replace(microsecond=0)
     _check_window(ctx, dep, when, example)
     return RequestRotation(secret, deployment, when, False, " ".join(rest))
+
+
+def _incident(dep: DeploymentConfig, reason: str, example: str) -> str:
+    """The incident reference in an emergency's reason, where the deployment requires one."""
+    if not dep.incident_reference:
+        return ""
+    found = re.search(dep.incident_reference, reason)
+    if found is None:
+        raise CommandError(
+            f"Emergencies on `{dep.name}` need an incident reference in the reason (matching "
+            f"`{escape(dep.incident_reference)}`), e.g. `{example} now INC-1234 leaked in CI logs`."
+        )
+    return found.group(0)
 
 
 def _when(
@@ -191,7 +215,7 @@ def _when(
         try:
             return ctx.now.astimezone(UTC) + parse_duration(first[1:]), words[1:]
         except ValueError:
-            raise CommandError(f"`{words[0]}` is not a duration. {hint}") from None
+            raise CommandError(f"`{escape(words[0])}` is not a duration. {hint}") from None
     if first == "tomorrow" and len(words) > 1 and _HHMM.match(words[1]):
         zone, rest = _zone(ctx, words[2:])
         day = ctx.now.astimezone(zone).date() + timedelta(days=1)
@@ -201,7 +225,7 @@ def _when(
         try:
             day = datetime.strptime(first, "%Y-%m-%d").date()
         except ValueError:
-            raise CommandError(f"`{words[0]}` is not a date. {hint}") from None
+            raise CommandError(f"`{escape(words[0])}` is not a date. {hint}") from None
         return _at(day, _clock(words[1], hint), zone), rest
     if _HHMM.match(first):
         zone, rest = _zone(ctx, words[1:])
@@ -215,7 +239,7 @@ def _when(
     try:
         parsed = datetime.fromisoformat(words[0])
     except ValueError:
-        raise CommandError(f"Cannot read the time `{words[0]}`. {hint}") from None
+        raise CommandError(f"Cannot read the time `{escape(words[0])}`. {hint}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=ctx.user_zone)
     return parsed.astimezone(UTC), words[1:]
@@ -227,14 +251,16 @@ def _zone(ctx: _Context, words: list[str]) -> tuple[ZoneInfo, list[str]]:
         try:
             return parse_zone(words[0]), words[1:]
         except ValueError as exc:
-            raise CommandError(f"{exc}, e.g. `at 03:00 Europe/Berlin` or `at 03:00 UTC`.") from None
+            raise CommandError(
+                f"{escape(str(exc))}, e.g. `at 03:00 Europe/Berlin` or `at 03:00 UTC`."
+            ) from None
     return ctx.user_zone, words
 
 
 def _clock(text: str, hint: str) -> time:
     hours, minutes = (int(p) for p in text.split(":"))
     if hours > 23 or minutes > 59:
-        raise CommandError(f"`{text}` is not a time of day. {hint}")
+        raise CommandError(f"`{escape(text)}` is not a time of day. {hint}")
     return time(hours, minutes)
 
 

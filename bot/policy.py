@@ -6,8 +6,13 @@ Rules, per deployment:
   once per person, before the request expires.
 - Quorum: `approvals` for normal secrets, `critical_approvals` for critical ones.
 - Emergency (`now` + reason): one approval from someone on `oncall` (not the requester) is
-  enough; or, when `break_glass` is on, an on-call requester may approve their own request.
-  That is announced loudly and audited (`Decision.audit`).
+  enough for normal secrets; critical secrets keep their quorum (`critical_approvals`, from
+  on-call or approvers) unless `break_glass` is on. With `break_glass`, an on-call requester
+  may also approve their own request: announced loudly and audited (`Decision.audit`).
+- A missed window: whoever may approve may "run now"; the requester or an approver may
+  "pick the next window" (which asks for approval again).
+- `/rotate status`: only the deployment's requesters, approvers and on-call see it; with an
+  empty requester list, any member who is not a guest.
 
 User-group membership is looked up through `GroupMembers` (usergroups.users.list in the app),
 only when the user is not listed directly.
@@ -30,8 +35,11 @@ __all__ = [
     "may_approve",
     "may_break_glass",
     "may_cancel",
+    "may_pick_next_window",
     "may_reject",
     "may_request",
+    "may_run_now",
+    "may_view",
 ]
 
 GroupMembers = Callable[[str], Collection[str]]
@@ -60,7 +68,7 @@ def may_request(user: str, dep: DeploymentConfig) -> Decision:
 
 
 def approvals_needed(dep: DeploymentConfig, *, critical: bool, emergency: bool) -> int:
-    if emergency:
+    if emergency and not (critical and not dep.break_glass):
         return 1
     return dep.critical_approvals if critical else dep.approvals
 
@@ -105,7 +113,10 @@ def may_approve(
     if request.emergency:
         if user in dep.oncall:
             return Decision(True, "on call: emergency approval")
-        return _no(f"Emergency rotations on `{dep.name}` need an approver from the on-call list.")
+        if not (request.critical and request.approvals_needed > 1):
+            return _no(
+                f"Emergency rotations on `{dep.name}` need an approver from the on-call list."
+            )
     how = _is_approver(user, dep, members)
     if how is None:
         return _no(f"You are not an approver for `{dep.name}`; nothing changed.")
@@ -162,3 +173,37 @@ def may_recover(
     if request.status is not RequestStatus.FAILED:
         return _no(f"Request {request.id} is {request.status.value}.")
     return Decision(True, "on call or approver")
+
+
+def may_run_now(
+    user: str, request: RotationRequest, dep: DeploymentConfig, *, members: GroupMembers
+) -> Decision:
+    """ "Run now" on a missed request: whoever may approve it (never the requester)."""
+    if request.status is not RequestStatus.MISSED:
+        return _no(f"Request {request.id} is {request.status.value}; nothing changed.")
+    if user == request.requester:
+        return _no("You asked for this rotation, so someone else must run it now.")
+    if user in dep.oncall or _is_approver(user, dep, members):
+        return Decision(True, "may approve")
+    return _no(f"Only an approver of `{dep.name}` may run it now; nothing changed.")
+
+
+def may_pick_next_window(
+    user: str, request: RotationRequest, dep: DeploymentConfig, *, members: GroupMembers
+) -> Decision:
+    if request.status is not RequestStatus.MISSED:
+        return _no(f"Request {request.id} is {request.status.value}; nothing changed.")
+    if user == request.requester or user in dep.oncall or _is_approver(user, dep, members):
+        return Decision(True, "requester or approver")
+    return _no(f"Only the requester or an approver of `{dep.name}` may reschedule it.")
+
+
+def may_view(
+    user: str, dep: DeploymentConfig, *, members: GroupMembers, is_guest: bool
+) -> Decision:
+    """Who sees a deployment's requests (`/rotate status`, the App Home)."""
+    if user in dep.requesters or user in dep.oncall or _is_approver(user, dep, members):
+        return Decision(True, "requester or approver")
+    if not dep.requesters and not is_guest:
+        return Decision(True, "member")
+    return _no(f"Only `{dep.name}`'s requesters and approvers see its rotations.")

@@ -1,19 +1,16 @@
-"""What the bot needs from core, as small protocols, so tests can pass fakes.
+"""What the bot needs from core's catalogue, as a small protocol, so tests can pass fakes.
 
-The real implementations are `core.catalogue` (a module satisfies `Catalogue`) and
-`core.service.plan_rotation` (a `Planner`).
+The real implementation is `core.catalogue` (the module satisfies `Catalogue`). Plans do
+not come from core in the bot: the worker publishes them (`workers.plans`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from enum import Enum
-from pathlib import Path
 from typing import Protocol
 
-from core.plan import Plan
-
-__all__ = ["Catalogue", "Planner", "SecretInfo", "is_critical", "is_given"]
+__all__ = ["Catalogue", "SecretInfo", "is_critical", "is_given"]
 
 
 class SecretInfo(Protocol):
@@ -32,9 +29,6 @@ class SecretInfo(Protocol):
 class Catalogue(Protocol):
     def get_secret(self, name: str) -> SecretInfo: ...
     def secret_names(self) -> Sequence[str]: ...
-
-
-Planner = Callable[[Path, str], Plan]
 
 
 def is_critical(secret: SecretInfo) -> bool:

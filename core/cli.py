@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import logging
 import os
 import socket
 import stat
@@ -49,9 +48,10 @@ if TYPE_CHECKING:
     from core.runtime import Runtime
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run the command line; `parser` is `build_parser()` unless a caller (bot.cli, which adds
+    `rotator bot` and `rotator worker`) passes one it extended."""
+    args = (parser or build_parser()).parse_args(argv)
     try:
         code: int = args.handler(args)
     except RotatorError as exc:
@@ -142,21 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_history)
 
-    p = commands.add_parser(
-        "bot", help="serve the Slack app (HTTP at /slack/events, or Socket Mode)"
-    )
-    mode = p.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--port", type=int, help="serve Slack's HTTP requests on this port")
-    mode.add_argument("--socket", action="store_true", help="connect over Socket Mode")
-    p.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on in HTTP mode (default loopback)"
-    )
-    p.set_defaults(handler=cmd_bot)
-
-    p = commands.add_parser("worker", help="run the RQ worker for these deployments' queues")
-    p.add_argument("deployments", nargs="+", metavar="DEPLOYMENT")
-    p.add_argument("--burst", action="store_true", help="stop once the queues are empty")
-    p.set_defaults(handler=cmd_worker)
     return parser
 
 
@@ -387,27 +372,6 @@ def cmd_history(args: argparse.Namespace) -> int:
             f"rotator: the audit log was edited: the chain breaks at line {broken}", file=sys.stderr
         )
         return EXIT_FAILED
-    return EXIT_OK
-
-
-def cmd_bot(args: argparse.Namespace) -> int:
-    # bot and workers are imported here only: nothing in core imports them at import time.
-    from bot.main import app_from_env, serve_http, serve_socket
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    app = app_from_env()
-    if args.socket:
-        serve_socket(app)
-    else:
-        serve_http(app, args.port, host=args.host)
-    return EXIT_OK
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    from workers.main import run_worker
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    run_worker(args.deployments, burst=args.burst)
     return EXIT_OK
 
 

@@ -18,19 +18,26 @@ Example::
     critical_approvals = 2                    # for critical secrets (default max(2, approvals))
     request_ttl = "24h"                       # unapproved requests expire after this (default 24h)
     windows = ["Sat 02:00-04:00 UTC", "Mon-Fri 03:00-05:00 Europe/Berlin"]
+    lateness = "15m"                          # a rotation starts at most this late (default 15m)
     notice_lead_times = ["24h", "1h", "10m"]  # notices before the window (default these three)
     webhooks = ["https://status.example.com/hooks/rotator"]
+    webhook_secret_file = "keys/webhook.secret"  # signs each webhook (HMAC-SHA256; worker host)
+    webhook_format = "rotator"                # or "statuspage": a scheduled-maintenance incident
     break_glass = false                       # allow an on-call requester to self-approve `now`
+    incident_reference = "INC-[0-9]+"         # emergencies' reasons must name an incident
     worker_public_key = "keys/prod-worker.pub.pem"  # seals typed-in secrets for this worker
 
 A window is `DAYS HH:MM-HH:MM [ZONE]`. DAYS is `daily`, `weekdays`, `weekends`, a day
 (`Sat`), a range (`Mon-Fri`) or a comma list (`Sat,Sun`). The zone is an IANA name or `UTC`
 and defaults to `[bot] timezone`. An end earlier than the start runs past midnight.
-A rotation may start at any instant inside a window; with no windows, at any time.
+A rotation may start at any instant inside a window; with no windows, at any time. Once
+approved, it starts at its window's start, and at most `lateness` later: a later approval, or
+a worker that was down, misses the window, and the thread offers the next one.
 
 Durations are a number and a unit, combinable: `90s`, `10m`, `1h30m`, `2d`.
 
-Relative paths (`project`, `worker_public_key`) are resolved against the file's directory.
+Relative paths (`project`, `worker_public_key`, `webhook_secret_file`) are resolved against
+the file's directory.
 Unknown keys and bad values raise `ConfigError` naming the file, the key and the reason.
 """
 
@@ -71,6 +78,7 @@ _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 _DEPLOYMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _DURATION_PART = re.compile(r"(\d+)([smhd])")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+WEBHOOK_FORMATS = ("rotator", "statuspage")
 MAX_DURATION_S = 366 * 86400
 """No window, lead time or expiry is further away; larger values overflow datetimes."""
 
@@ -143,8 +151,13 @@ class DeploymentConfig:
         timedelta(minutes=10),
     )
     webhooks: tuple[str, ...] = ()
+    webhook_secret_file: Path | None = None
+    webhook_format: str = "rotator"
     break_glass: bool = False
+    incident_reference: str = ""
+    """A regular expression an emergency's reason must contain a match of (empty: none)."""
     worker_public_key: Path | None = None
+    lateness: timedelta = timedelta(minutes=15)
 
     @property
     def queue_name(self) -> str:
@@ -238,6 +251,13 @@ def parse_window(text: str, default_zone: ZoneInfo) -> Window:
     return Window(text=text, days=_parse_days(parts[0]), start=start, end=end, zone=zone)
 
 
+def _regex(text: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"{text!r} is not a regular expression: {exc}") from None
+
+
 class _Reader:
     """Pulls typed values out of one TOML table, refusing unknown keys."""
 
@@ -311,6 +331,12 @@ def _deployment(source: str, base: Path, name: str, table: Any, zone: ZoneInfo) 
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise r.error("webhooks", f"{url!r} is not an http(s) URL")
     key_path = r.raw("worker_public_key", str, "")
+    secret_path = r.raw("webhook_secret_file", str, "")
+    webhook_format = r.raw("webhook_format", str, "rotator")
+    if webhook_format not in WEBHOOK_FORMATS:
+        raise r.error("webhook_format", f"must be one of {', '.join(WEBHOOK_FORMATS)}")
+    incident = r.raw("incident_reference", str, "")
+    r.convert("incident_reference", incident, _regex)
     cfg = DeploymentConfig(
         name=name,
         project=base / r.raw("project", str),
@@ -326,8 +352,12 @@ def _deployment(source: str, base: Path, name: str, table: Any, zone: ZoneInfo) 
         windows=tuple(windows),
         notice_lead_times=tuple(sorted(set(leads), reverse=True)),
         webhooks=tuple(webhooks),
+        webhook_secret_file=base / secret_path if secret_path else None,
+        webhook_format=webhook_format,
         break_glass=r.raw("break_glass", bool, False),
+        incident_reference=incident,
         worker_public_key=base / key_path if key_path else None,
+        lateness=r.convert("lateness", r.raw("lateness", str, "15m"), parse_duration),
     )
     _check_quorum(r, cfg)
     return cfg

@@ -2,7 +2,12 @@
 
 - `run_rotation(request_id)`: an approved rotation, reported in the request's thread.
 - `recover_rotation(request_id)`: the thread's Recover button: `Engine.recover()`.
-- `send_notice(request_id, notice_id)`: a downtime announcement before the window.
+- `send_notice(request_id, notice_id)`: a downtime announcement before the window, or the
+  news that it is called off.
+
+Before the first change a rotation job checks, with its own clock and files, that it is
+inside its window (`workers.windows`) and that the plan is the one approved (its digest,
+`core.digest`); otherwise it stops, says why in the thread, and offers what to do next.
 
 Each job loads the request from `workers.store.RequestStore`, the deployment from the config
 named by `ROTATOR_CONFIG`, talks to Slack through `SLACK_BOT_TOKEN` / `SLACK_API_URL`, and
@@ -22,7 +27,6 @@ import logging
 import os
 import threading
 import time
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,30 +40,38 @@ from rq import get_current_job
 from slack_sdk import WebClient
 
 from core.deployment import Deployment
+from core.digest import PlanBasis
 from core.engine import Engine, Outcome, RotationResult
 from core.errors import InputError, RecoveryNeeded, RotatorError
 from core.probes import ProbeSettings
 from core.redact import secret_values
 from core.runtime import Runtime
-from workers import report
-from workers.config import DeploymentConfig, Settings, load_config
+from workers import report, webhooks
+from workers.approval import decision_buttons, redraw
+from workers.config import DeploymentConfig, Settings, format_duration, load_config
+from workers.connection import connect_redis, make_slack_client
+from workers.decisions import DecisionLog
 from workers.messages import explain
+from workers.plans import PublishedPlan, current_plan
 from workers.progress import Redactor, SlackThreadProgress, post_safely
+from workers.schedule import unschedule
 from workers.sealed import SealError, open_values
 from workers.store import (
-    CANCELLED_NOTICE,
+    CALLED_OFF_NOTICE,
     InvalidTransition,
     RequestNotFound,
     RequestStatus,
     RequestStore,
 )
 from workers.store import RotationRequest as Request
+from workers.windows import Window, closing_time, report_missed, window_state
 
 __all__ = [
     "LOCK_TTL_S",
+    "PlanChanged",
     "RotationJobError",
+    "call_off",
     "lock_key",
-    "make_client",
     "make_runtime",
     "recover_rotation",
     "run_rotation",
@@ -72,7 +84,8 @@ LOCK_TTL_S = 60
 """The deployment lock's TTL; renewed every third of it while a job runs."""
 HTTP_PROBES = True
 """Probe the gateway over HTTP in verification (tests without a gateway turn it off)."""
-WEBHOOK_TIMEOUT_S = 5
+EARLY_WAIT_S = 300.0
+"""A job that starts before its window (clocks a little apart) waits at most this long."""
 SCHEDULED_WAIT_S = 10.0
 """How long a job that finds its request still `approved` waits for the bot to schedule it."""
 AT_ONCE_NOTICE = "before-0s"
@@ -95,16 +108,11 @@ def make_runtime(deployment: Deployment) -> Runtime:
     return DockerRuntime()
 
 
-def make_client() -> WebClient:
-    base_url = os.environ.get("SLACK_API_URL") or WebClient.BASE_URL
-    return WebClient(token=os.environ.get("SLACK_BOT_TOKEN"), base_url=base_url)
-
-
 def make_redis() -> Redis:
     job = get_current_job()
     if job is not None:
         return job.connection
-    return Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    return connect_redis()
 
 
 def lock_key(deployment: str) -> str:
@@ -121,9 +129,13 @@ class Context:
     def store(self) -> RequestStore:
         return RequestStore(self.redis)
 
+    @property
+    def decisions(self) -> DecisionLog:
+        return DecisionLog(self.redis)
+
     @classmethod
     def load(cls) -> Context:
-        return cls(load_config(), make_redis(), make_client())
+        return cls(load_config(), make_redis(), make_slack_client())
 
 
 class DeploymentLock:
@@ -183,26 +195,26 @@ class Thread:
 def announce(
     ctx: Context, dep: DeploymentConfig, request: Request, text: str, event: str, r: Redactor
 ) -> None:
-    """A notice for users: the announce channel, and each webhook (POST JSON)."""
+    """A notice for users: the announce channel, and each webhook (signed, retried)."""
     post_safely(ctx.client, r, channel=dep.announce_channel, text=text)
+    plan = report.plan_summary(request.plan_json)
     body = {
         "event": event,
         "deployment": dep.name,
         "request_id": request.id,
         "secret": request.secret,
+        "title": plan["title"],
         "window_start": request.window_start.isoformat(),
         "text": r(text),  # before json.dumps, which would escape a value's quotes
     }
-    data = json.dumps(body).encode()
-    for url in dep.webhooks:
-        try:
-            post = urllib.request.Request(  # noqa: S310 -- config allows only http(s) URLs
-                url, data=data, headers={"content-type": "application/json"}, method="POST"
-            )
-            with urllib.request.urlopen(post, timeout=WEBHOOK_TIMEOUT_S):  # noqa: S310
-                pass
-        except Exception as exc:
-            log.warning("webhook for %s failed (%s)", dep.name, type(exc).__name__)
+    webhooks.deliver(dep, body, downtime_s=plan["downtime_estimate_s"])
+
+
+def notices_sent(store: RequestStore, request: Request) -> list[str]:
+    """The request's `before-*` notices the worker has announced (their once-markers)."""
+    prefix = request.notice_job_id("")
+    notices = [j.removeprefix(prefix) for j in request.job_ids if j.startswith(prefix)]
+    return [n for n in notices if n.startswith("before-") and store.seen(request.notice_marker(n))]
 
 
 # -- jobs --------------------------------------------------------------------------------------
@@ -219,13 +231,14 @@ def recover_rotation(request_id: str) -> str:
 
 
 def send_notice(request_id: str, notice_id: str) -> None:
-    """Announce the coming downtime (`notice_id` = `before-<lead>`), unless the request was
-    cancelled, rejected or has already run; or, with `notice_id` = `cancelled` (the bot enqueues
-    it when it cancels a request whose notices went out), that it will not happen."""
+    """Announce the coming downtime (`notice_id` = `before-<lead>`), unless the request is no
+    longer approved or scheduled; or, with `notice_id` = `called-off`, that it will not take
+    place (always for a missed window; otherwise only if users had been told)."""
     ctx = Context.load()
     request = ctx.store.find(request_id)
-    if notice_id == CANCELLED_NOTICE:
-        _send_cancelled(ctx, request_id, request)
+    if notice_id == CALLED_OFF_NOTICE:
+        if request is not None:
+            call_off(ctx, request)
         return
     if request is None or request.status not in (RequestStatus.APPROVED, RequestStatus.SCHEDULED):
         status = request.status.value if request else "gone"
@@ -243,23 +256,51 @@ def _announce_notice(ctx: Context, request: Request, notice_id: str) -> None:
         deployment=dep.name,
         plan_json=request.plan_json,
         window_start=request.window_start,
-        lead=notice_id.removeprefix("before-"),
         now=datetime.now(UTC),
     )
     announce(ctx, dep, request, text, "notice", Redactor())
 
 
-def _send_cancelled(ctx: Context, request_id: str, request: Request | None) -> None:
-    if request is None or request.status is not RequestStatus.CANCELLED:
-        log.info("cancellation notice for %s skipped: request is not cancelled", request_id)
-        return
-    if not ctx.store.once(request.notice_marker(CANCELLED_NOTICE), ttl_s=30 * 86400):
-        return
+_CALLED_OFF_WHY = {
+    RequestStatus.CANCELLED: "it was cancelled",
+    RequestStatus.REJECTED: "it was rejected",
+    RequestStatus.EXPIRED: "its approval expired",
+    RequestStatus.FAILED: "the rotation could not start",
+}
+
+
+def call_off(ctx: Context, request: Request) -> bool:
+    """Tell users the maintenance is off, once per state the request is in. A missed window
+    is always announced; any other end only when a notice had gone out. True if sent."""
+    missed = request.status is RequestStatus.MISSED
+    if request.status not in _CALLED_OFF_WHY and not missed:
+        return False
+    if not missed and not notices_sent(ctx.store, request):
+        log.info("%s is %s; no notice had gone out", request.id, request.status.value)
+        return False
+    marker = request.notice_marker(f"called-off-{request.updated_at.timestamp()}")
+    if not ctx.store.once(marker, ttl_s=30 * 86400):
+        return False
     dep = ctx.settings.deployment(request.deployment)
-    text = report.cancelled_notice(
-        deployment=dep.name, plan_json=request.plan_json, window_start=request.window_start
+    why = (
+        request.note if (missed or request.status is RequestStatus.FAILED) and request.note else ""
     )
-    announce(ctx, dep, request, text, "cancelled", Redactor())
+    text = report.called_off_notice(
+        deployment=dep.name,
+        plan_json=request.plan_json,
+        window_start=request.window_start,
+        why=report.escape(why or _CALLED_OFF_WHY.get(request.status, "it missed its window")),
+    )
+    announce(ctx, dep, request, text, "called_off", Redactor())
+    return True
+
+
+class PlanChanged(InputError):
+    """The plan computed now is not the one approved."""
+
+    def __init__(self, differences: list[str], now: PublishedPlan) -> None:
+        super().__init__("the plan changed since it was approved: " + "; ".join(differences))
+        self.differences, self.now = differences, now
 
 
 class _Job:
@@ -277,23 +318,37 @@ class _Job:
         dep = self.ctx.settings.deployment(request.deployment)
         thread = Thread(self.ctx.client, request, self.redactor)
         lock = DeploymentLock(self.ctx.redis, dep.name)
-        if not recover and request.status is RequestStatus.APPROVED:
-            request = self._scheduled(request)
-        if not recover and request.status is not RequestStatus.SCHEDULED:
-            log.info("request %s is %s; not running it", request.id, request.status.value)
-            return f"skipped: {request.status.value}"
-        # An emergency's `before-0s` notice is enqueued with the rotation, and behind it:
-        # announce it now, or a single worker would only get to it after the rotation.
-        if not recover and request.notice_job_id(AT_ONCE_NOTICE) in request.job_ids:
-            _announce_notice(self.ctx, request, AT_ONCE_NOTICE)
+        if not recover:
+            if request.status is RequestStatus.APPROVED:
+                request = self._scheduled(request)
+            if request.status is not RequestStatus.SCHEDULED:
+                log.info("request %s is %s; not running it", request.id, request.status.value)
+                return f"skipped: {request.status.value}"
+            kept = self._keep_window(request, dep, thread)
+            if kept is not None:
+                return kept
+            # An emergency's `before-0s` notice is enqueued with the rotation, and behind
+            # it: announce it now, or a single worker would only get to it after the rotation.
+            if request.notice_job_id(AT_ONCE_NOTICE) in request.job_ids:
+                _announce_notice(self.ctx, request, AT_ONCE_NOTICE)
         if not lock.acquire():
             return self._refuse_locked(request, dep, thread, recover=recover)
         try:
+            deployment = None
+            if not recover:
+                try:
+                    deployment = self._approved_plan(request, dep)
+                except PlanChanged as changed:
+                    return self._reapprove(request, dep, thread, changed)
+                except RotatorError as exc:
+                    with contextlib.suppress(InvalidTransition):
+                        self.ctx.store.transition(request.id, RequestStatus.RUNNING)
+                    return self._did_not_run(request, dep, thread, exc, recover=False)
             wanted = RequestStatus.FAILED if recover else RequestStatus.SCHEDULED
             try:
                 if request.status is not wanted:
                     raise InvalidTransition(request.id, request.status, RequestStatus.RUNNING)
-                request = self.ctx.store.transition(request.id, RequestStatus.RUNNING)
+                request = self.ctx.store.transition(request.id, RequestStatus.RUNNING, note="")
             except InvalidTransition as exc:
                 log.info("request %s is %s; not running it", request.id, exc.current.value)
                 if recover:
@@ -301,9 +356,92 @@ class _Job:
                         f"Request `{request.id}` is {exc.current.value}; nothing to recover."
                     )
                 return f"skipped: {exc.current.value}"
-            return self._run(request, dep, thread, recover=recover)
+            self._redraw(request)
+            return self._run(request, dep, thread, deployment, recover=recover)
         finally:
             lock.release()
+
+    def _keep_window(self, request: Request, dep: DeploymentConfig, thread: Thread) -> str | None:
+        """None to go ahead; else why not. The worker's own clock decides, not only RQ."""
+        now = datetime.now(UTC)
+        if window_state(request, dep, now) is Window.EARLY:
+            wait = (request.window_start - now).total_seconds()
+            if wait > EARLY_WAIT_S:
+                log.error("request %s is due only at %s", request.id, request.window_start)
+                return "skipped: early"
+            time.sleep(wait)
+            now = datetime.now(UTC)
+        if window_state(request, dep, now) is Window.CLOSED:
+            reason = (
+                f"the worker got to it at {now:%Y-%m-%d %H:%M} UTC, after the window closed "
+                f"at {closing_time(request, dep)} (start plus {format_duration(dep.lateness)})"
+            )
+            current = get_current_job()
+            report_missed(
+                self.ctx.redis,
+                self.ctx.client,
+                dep,
+                request,
+                reason,
+                keep_job=current.id if current else "",
+            )
+            return "missed"
+        return None
+
+    def _approved_plan(self, request: Request, dep: DeploymentConfig) -> Deployment:
+        """The deployment as it is now, if its plan is the approved one; else PlanChanged."""
+        deployment = Deployment.load(dep.project)
+        now = current_plan(deployment, request.secret)
+        if now.digest != request.plan_digest:
+            if request.plan_basis:
+                approved = PlanBasis.from_json(json.loads(request.plan_basis))
+                differences = approved.differences(now.basis)
+            else:
+                differences = ["no plan was bound to the approval"]
+            raise PlanChanged(differences or ["the plan's digest differs"], now)
+        return deployment
+
+    def _reapprove(
+        self, request: Request, dep: DeploymentConfig, thread: Thread, changed: PlanChanged
+    ) -> str:
+        """Stop before the first change; the new plan goes back for approval."""
+        now = datetime.now(UTC)
+        request = self.ctx.store.transition(
+            request.id,
+            RequestStatus.REQUESTED,
+            approvals=(),
+            plan_json=json.dumps(changed.now.plan.to_json()),
+            plan_digest=changed.now.digest,
+            plan_basis=json.dumps(changed.now.basis.to_json()),
+            expires_at=now + dep.request_ttl,
+            note="the plan changed since it was approved",
+        )
+        current = get_current_job()
+        unschedule(self.ctx.redis, request.job_ids, keep=current.id if current else "")
+        self._redraw(request)
+        what = "\n".join(f"• {report.escape(d)}" for d in changed.differences)
+        text = (
+            f":warning: Request `{request.id}` did not start: the plan changed since it was "
+            f"approved, so the approval no longer holds. Nothing was changed.\n{what}\n"
+            f"Approve the new plan (`{changed.now.digest[:12]}`) to run it; after "
+            f"{closing_time(request, dep)} it waits for the next window."
+        )
+        plan = changed.now.plan
+        blocks = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
+            decision_buttons(request, plan, break_glass=dep.break_glass),
+        ]
+        thread.say(text, blocks, broadcast=True)
+        self.ctx.decisions.record(
+            dep.name,
+            request_id=request.id,
+            actor="rotator",
+            action="replan",
+            secret=request.secret,
+            result="requested",
+            detail="; ".join(changed.differences),
+        )
+        return "replanned"
 
     def _scheduled(self, request: Request) -> Request:
         """An emergency's job is enqueued at once, before the bot marks the request
@@ -325,11 +463,25 @@ class _Job:
         if not recover:
             with contextlib.suppress(InvalidTransition):
                 self.ctx.store.transition(request.id, RequestStatus.RUNNING)
-                self.ctx.store.transition(request.id, RequestStatus.FAILED)
+                request = self.ctx.store.transition(
+                    request.id, RequestStatus.FAILED, note="another rotation held the lock"
+                )
+                self._redraw(request)
+                call_off(self.ctx, request)
         return "refused: locked"
 
+    def _redraw(self, request: Request) -> None:
+        dep = self.ctx.settings.deployment(request.deployment)
+        redraw(self.ctx.client, request, break_glass=dep.break_glass)
+
     def _run(
-        self, request: Request, dep: DeploymentConfig, thread: Thread, *, recover: bool
+        self,
+        request: Request,
+        dep: DeploymentConfig,
+        thread: Thread,
+        deployment: Deployment | None,
+        *,
+        recover: bool,
     ) -> str:
         verb = "Recovering" if recover else "Rotating"
         progress = SlackThreadProgress(
@@ -342,7 +494,7 @@ class _Job:
         )
         try:
             given = None if recover else self._given(request)
-            deployment = Deployment.load(dep.project)
+            deployment = deployment or Deployment.load(dep.project)
             self.redactor.add(secret_values(deployment.values()))
             engine = Engine(
                 deployment,
@@ -370,7 +522,7 @@ class _Job:
             raise RotationJobError(
                 f"request {request.id}: {type(exc).__name__} (see the thread and worker log)"
             ) from None
-        return self._report(request, dep, thread, progress, result)
+        return self._report(request, dep, thread, progress, result, deployment)
 
     # -- outcomes --------------------------------------------------------------------------
 
@@ -381,6 +533,7 @@ class _Job:
         thread: Thread,
         progress: SlackThreadProgress,
         result: RotationResult,
+        deployment: Deployment,
     ) -> str:
         finished = result.outcome is Outcome.FINISHED
         if finished:
@@ -390,18 +543,20 @@ class _Job:
             progress.finish(f":leftwards_arrow_with_hook: `{request.secret}` rolled back")
             heading = "Verification after rollback: the old values are back in place"
         thread.say(heading, report.verification_blocks(result.checks, heading=heading))
+        anchor = _audit_anchor(deployment)
         if finished:
             thread.say("Security checklist", report.checklist_blocks(result.checklist))
             thread.say(
                 f":white_check_mark: Rotation `{request.id}` of `{request.secret}` on "
-                f"`{dep.name}` finished and verified.",
+                f"`{dep.name}` finished and verified.{anchor}",
                 broadcast=True,
             )
             status = RequestStatus.FINISHED
         else:
-            thread.say(self._failure_text(request, dep, result), broadcast=True)
+            thread.say(self._failure_text(request, dep, result) + anchor, broadcast=True)
             status = RequestStatus.ROLLED_BACK
-        self.ctx.store.transition(request.id, status)
+        request = self.ctx.store.transition(request.id, status)
+        self._redraw(request)
         outcome = "finished" if finished else "rolled_back"
         notice = report.outcome_notice(
             deployment=dep.name, plan_json=request.plan_json, outcome=outcome
@@ -430,7 +585,10 @@ class _Job:
             reason, project=str(dep.project), request_id=request.id, oncall=dep.oncall
         )
         thread.say(f":rotating_light: {reason}", blocks, broadcast=True)
-        self.ctx.store.transition(request.id, RequestStatus.FAILED)
+        request = self.ctx.store.transition(
+            request.id, RequestStatus.FAILED, note="left half-done: recover it"
+        )
+        self._redraw(request)
         notice = report.outcome_notice(
             deployment=dep.name, plan_json=request.plan_json, outcome="failed"
         )
@@ -451,12 +609,11 @@ class _Job:
         if not recover and "Nothing was changed" not in text:
             text += " Nothing was changed."
         thread.say(text + who, broadcast=True)
-        self.ctx.store.transition(request.id, RequestStatus.FAILED)
+        note = f"did not start: {self.redactor(str(exc))}"[:500]
+        request = self.ctx.store.transition(request.id, RequestStatus.FAILED, note=note)
+        self._redraw(request)
         if not recover:
-            notice = report.outcome_notice(
-                deployment=dep.name, plan_json=request.plan_json, outcome="failed"
-            )
-            announce(self.ctx, dep, request, notice, "failed", self.redactor)
+            call_off(self.ctx, request)
         return "failed"
 
     def _unexpected(
@@ -472,7 +629,8 @@ class _Job:
             who = f" {report.mentions(dep.oncall)}" if dep.oncall else ""
             thread.say(f":x: {headline} No rotation is left open; nothing to recover.{who}")
         with contextlib.suppress(InvalidTransition):
-            self.ctx.store.transition(request.id, RequestStatus.FAILED)
+            request = self.ctx.store.transition(request.id, RequestStatus.FAILED, note=headline)
+            self._redraw(request)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -519,6 +677,17 @@ def _actor(request: Request) -> str:
     approvers = ", ".join(request.approvals) or "nobody"
     glass = " (break glass)" if request.break_glass else ""
     return f"slack:{request.requester}, approved by {approvers}{glass} (request {request.id})"
+
+
+def _audit_anchor(deployment: Deployment) -> str:
+    """` Audit record 42, chain head abcd1234.`: the head, kept outside the host in the
+    thread, so a log truncated later shows (see workers.decisions)."""
+    try:
+        lines = (deployment.state_dir / "audit.log").read_text().splitlines()
+        head = json.loads(lines[-1]).get("hash", "") if lines else ""
+    except (OSError, ValueError):
+        return ""
+    return f"\n_Audit log: {len(lines)} records, chain head `{head[:16]}`._" if head else ""
 
 
 def _journal_open(dep: DeploymentConfig) -> bool:

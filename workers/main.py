@@ -2,27 +2,25 @@
 
 Queues are `rotator:<deployment>` (as `workers.config.DeploymentConfig.queue_name`); the worker
 runs RQ's scheduler too, since approved rotations wait in the ScheduledJobRegistry for their
-window. Before taking jobs it looks for rotations a previous worker abandoned
-(`workers.sweep`), and keeps looking every half minute.
+window. Beside the jobs, a thread keeps the deployments' upkeep (`workers.upkeep`): it
+publishes their plans for the bot, writes the bot's decisions into the audit log, and looks
+for rotations a previous worker abandoned and windows that were missed.
 
-Environment: `ROTATOR_CONFIG`, `REDIS_URL`, `SLACK_BOT_TOKEN`, `SLACK_API_URL`,
-`ROTATOR_WORKER_KEY` (the private key that opens values typed into Slack),
-`ROTATOR_COMPOSE_COMMAND`.
+Environment: `ROTATOR_CONFIG`, `ROTATOR_WORKER_KEY` (the private key that opens values typed
+into Slack), `ROTATOR_COMPOSE_COMMAND`, and Redis and Slack as in `workers.connection`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
-
-from redis import Redis
-from rq import Queue, Worker
 
 from core.errors import UnknownDeployment
 from workers.config import load_config
-from workers.jobs import Context, make_client
-from workers.sweep import start_sweeping
+from workers.connection import connect_redis, make_queue, make_slack_client
+from workers.jobs import Context
+from workers.runner import RotatorWorker
+from workers.upkeep import start_upkeep
 
 __all__ = ["run_worker"]
 
@@ -39,13 +37,13 @@ def run_worker(deployments: Sequence[str], *, burst: bool = False) -> bool:
             f"unknown deployment(s) {', '.join(unknown) or '(none given)'} in "
             f"{settings.source}; configured: {known}"
         )
-    redis = Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    redis = connect_redis()
     redis.ping()
-    ctx = Context(settings, redis, make_client())
-    stop = start_sweeping(ctx, list(deployments))
-    queues = [Queue(settings.deployment(d).queue_name, connection=redis) for d in deployments]
+    ctx = Context(settings, redis, make_slack_client())
+    stop = start_upkeep(ctx, list(deployments))
+    queues = [make_queue(settings.deployment(d).queue_name, redis) for d in deployments]
     log.info("worker for %s on queues %s", ", ".join(deployments), [q.name for q in queues])
     try:
-        return Worker(queues, connection=redis).work(with_scheduler=True, burst=burst)
+        return bool(RotatorWorker(queues, connection=redis).work(with_scheduler=True, burst=burst))
     finally:
         stop.set()

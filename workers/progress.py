@@ -1,8 +1,12 @@
 """SlackThreadProgress: the engine's progress as ONE message in the request's thread.
 
-The first event posts the message (`chat.postMessage`); every later event edits it
-(`chat.update`), so a rotation's twenty steps do not flood the thread. Reporting must never
-break a rotation: a Slack failure is logged (its type only) and dropped.
+The first event posts the message (`chat.postMessage`); later events edit it
+(`chat.update`), at most once every `MIN_UPDATE_INTERVAL_S` (events in between are
+coalesced into the next edit), so a rotation's twenty steps neither flood the thread nor
+hit Slack's rate limits. The lines go into as many section blocks as Slack's 3,000
+characters per section need; past `BODY_BUDGET` characters the oldest lines are summarised
+("… 12 earlier lines"), so no edit breaks a Block Kit limit. Reporting must never break a
+rotation: a Slack failure is logged (its type only) and dropped.
 
 Events carry names, never values; every outgoing text still goes through
 `core.redact.redact` with the deployment's secret values, as a belt-and-braces guard.
@@ -11,8 +15,10 @@ Events carry names, never values; every outgoing text still goes through
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from slack_sdk import WebClient
 
@@ -23,9 +29,13 @@ __all__ = ["SlackThreadProgress", "post_safely"]
 
 log = logging.getLogger("rotator.worker")
 
-MAX_TEXT = 3500
-"""Slack refuses a section text over 3000 characters and truncates message texts at 40000;
-the progress message keeps its newest lines within this many characters."""
+MIN_UPDATE_INTERVAL_S = 1.0
+SECTION_LIMIT = 2900
+"""Slack refuses a section text over 3,000 characters."""
+BODY_BUDGET = 9000
+"""All sections together: Slack refuses messages whose blocks hold much more than ~13,000
+characters (`msg_blocks_too_long`), below its documented 50 blocks."""
+FALLBACK_LIMIT = 3000
 
 
 class Redactor:
@@ -74,6 +84,7 @@ class SlackThreadProgress:
         title: str = "Rotation progress",
         redactor: Redactor | None = None,
         on_posted: Callable[[str], None] | None = None,
+        min_interval_s: float = MIN_UPDATE_INTERVAL_S,
     ) -> None:
         self.client = client
         self.channel = channel
@@ -81,17 +92,22 @@ class SlackThreadProgress:
         self.title = title
         self.redact = redactor or Redactor()
         self.on_posted = on_posted
+        self.min_interval_s = min_interval_s
         self.lines: list[str] = []
         self.ts: str | None = None
         self._open: dict[str, int] = {}
         """Step name -> index of its "running" line, replaced when the step ends."""
+        self._lock = threading.RLock()
+        self._sent_at = 0.0
+        self._timer: threading.Timer | None = None
 
     # -- the Progress protocol -------------------------------------------------------------
 
     def emit(self, event: Event) -> None:
         try:
-            self._record(event)
-            self._send()
+            with self._lock:
+                self._record(event)
+                self._send_soon()
         except Exception as exc:  # reporting never breaks a rotation
             log.warning(
                 "progress report to Slack failed (%s); rotation goes on", type(exc).__name__
@@ -99,11 +115,19 @@ class SlackThreadProgress:
 
     def finish(self, headline: str) -> None:
         """Put the outcome at the top of the message (done, rolled back, needs recovery)."""
-        self.title = headline
-        try:
-            self._send()
-        except Exception as exc:
-            log.warning("progress report to Slack failed (%s)", type(exc).__name__)
+        with self._lock:
+            self.title = headline
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            wait = self._sent_at + self.min_interval_s - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        with self._lock:
+            try:
+                self._flush()
+            except Exception as exc:
+                log.warning("progress report to Slack failed (%s)", type(exc).__name__)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -129,15 +153,63 @@ class SlackThreadProgress:
         else:
             self.lines[index] = line
 
+    def _send_soon(self) -> None:
+        """Send now if the last edit is old enough, else once it is (one timer at a time)."""
+        wait = self._sent_at + self.min_interval_s - time.monotonic()
+        if self.ts is None or wait <= 0:
+            self._flush()
+        elif self._timer is None:
+            self._timer = threading.Timer(wait, self._on_timer)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            self._timer = None
+            try:
+                self._flush()
+            except Exception as exc:
+                log.warning("progress report to Slack failed (%s)", type(exc).__name__)
+
+    def blocks(self) -> list[dict[str, Any]]:
+        """The message: the title, then the lines in sections within Slack's limits, the
+        oldest summarised when they would not fit."""
+        lines = [line[:SECTION_LIMIT] for line in self.lines]
+        kept: list[str] = []
+        used = 0
+        for line in reversed(lines):
+            if used + len(line) + 1 > BODY_BUDGET:
+                break
+            kept.insert(0, line)
+            used += len(line) + 1
+        out: list[dict[str, Any]] = [_section(f"*{self.title}*")]
+        if len(kept) < len(lines):
+            omitted = len(lines) - len(kept)
+            note = f"… {omitted} earlier line(s) not shown"
+            out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+        chunk = ""
+        for line in kept:
+            if chunk and len(chunk) + len(line) + 1 > SECTION_LIMIT:
+                out.append(_section(chunk))
+                chunk = ""
+            chunk = f"{chunk}\n{line}" if chunk else line
+        if chunk:
+            out.append(_section(chunk))
+        return [self._redacted_block(b) for b in out]
+
     def text(self) -> str:
+        """The notification fallback: the title and the newest lines."""
         body = "\n".join(self.lines)
-        if len(body) > MAX_TEXT:
-            body = "…\n" + body[-MAX_TEXT:].split("\n", 1)[-1]
+        if len(body) > FALLBACK_LIMIT:
+            body = "…\n" + body[-FALLBACK_LIMIT:].split("\n", 1)[-1]
         return self.redact(f"*{self.title}*\n{body}".rstrip())
 
-    def _send(self) -> None:
-        text = self.text()
-        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    def _redacted_block(self, block: dict[str, Any]) -> dict[str, Any]:
+        return cast(dict[str, Any], _redacted(self.redact, block))
+
+    def _flush(self) -> None:
+        text, blocks = self.text(), self.blocks()
+        self._sent_at = time.monotonic()
         if self.ts is None:
             response = self.client.chat_postMessage(
                 channel=self.channel, thread_ts=self.thread_ts, text=text, blocks=blocks
@@ -147,6 +219,10 @@ class SlackThreadProgress:
                 self.on_posted(self.ts)
         else:
             self.client.chat_update(channel=self.channel, ts=self.ts, text=text, blocks=blocks)
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
 def _detail(detail: str) -> str:

@@ -17,9 +17,11 @@ from core.progress import CheckResult
 __all__ = [
     "RECOVER_ACTION",
     "abandoned_blocks",
-    "cancelled_notice",
+    "called_off_notice",
     "checklist_blocks",
     "downtime_text",
+    "escape",
+    "lead_time",
     "mentions",
     "notice_text",
     "outcome_notice",
@@ -152,13 +154,27 @@ def plan_summary(plan_json: str) -> dict[str, Any]:
     }
 
 
-def notice_text(
-    *, deployment: str, plan_json: str, window_start: datetime, lead: str, now: datetime
-) -> str:
-    """An announcement of coming downtime, for users: when, what they will notice."""
+def lead_time(window_start: datetime, now: datetime) -> str:
+    """How far off the window is, as the notice goes out: `in 40 s`, `in 9 min`, `in 2 h`,
+    `shortly`."""
+    seconds = (window_start - now).total_seconds()
+    if seconds < 5:
+        return "shortly"
+    if seconds < 90:
+        return f"in {round(seconds)} s"
+    if seconds < 5400:
+        return f"in {round(seconds / 60)} min"
+    if seconds < 2 * 86400:
+        return f"in {round(seconds / 3600)} h"
+    return f"in {round(seconds / 86400)} days"
+
+
+def notice_text(*, deployment: str, plan_json: str, window_start: datetime, now: datetime) -> str:
+    """An announcement of coming downtime, for users: when, what they will notice. The lead
+    time is computed as it is sent, not as it was planned."""
     plan = plan_summary(plan_json)
     when = window_start.strftime("%a %Y-%m-%d %H:%M UTC")
-    soon = "shortly" if window_start <= now or lead in ("", "0s") else f"in {lead}"
+    soon = lead_time(window_start, now)
     notice = [f":warning: *Planned maintenance on {deployment}* {soon} ({when}): {plan['title']}."]
     if plan["logs_out_users"]:
         notice.append("*Everyone will be logged out* and must sign in again.")
@@ -169,13 +185,13 @@ def notice_text(
     return " ".join(notice)
 
 
-def cancelled_notice(*, deployment: str, plan_json: str, window_start: datetime) -> str:
-    """The notice that an announced maintenance will not happen."""
+def called_off_notice(*, deployment: str, plan_json: str, window_start: datetime, why: str) -> str:
+    """The notice that a maintenance users may have been told about will not take place."""
     plan = plan_summary(plan_json)
     when = window_start.strftime("%a %Y-%m-%d %H:%M UTC")
     return (
-        f":no_entry_sign: *The planned maintenance on {deployment}* ({when}) is *cancelled*: "
-        f"{plan['title']} stays as it is and nothing will change."
+        f":no_entry_sign: *The planned maintenance on {deployment}* ({when}) *did not take "
+        f"place*: {why}. {plan['title']} stays as it is; nothing changed."
     )
 
 
@@ -193,3 +209,9 @@ def outcome_notice(*, deployment: str, plan_json: str, outcome: str) -> str:
     return (
         f":x: Maintenance on *{deployment}* did not complete ({plan['title']}); the team is on it."
     )
+
+
+def escape(text: str) -> str:
+    """User text made inert for mrkdwn: `&`, `<` and `>` escaped as Slack asks, so a reason
+    cannot carry `<!channel>`, a mention or a disguised link (`<https://evil|docs>`)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -95,3 +95,28 @@ def open_values(private_pem: bytes, blob: bytes, *, request_id: str) -> dict[str
     if not isinstance(values, dict):
         raise SealError("sealed blob holds no values")
     return {str(k): str(v) for k, v in values.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m workers.sealed keypair DIR`: write DIR/worker.pem (0600, for the worker
+    host) and DIR/worker.pub.pem (for the bot's `worker_public_key`)."""
+    import sys
+    from pathlib import Path
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] != "keypair":
+        print("usage: python -m workers.sealed keypair DIR", file=sys.stderr)
+        return 2
+    directory = Path(args[1])
+    directory.mkdir(parents=True, exist_ok=True)
+    private, public = generate_keypair()
+    fd = os.open(directory / "worker.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(private)
+    (directory / "worker.pub.pem").write_bytes(public)
+    print(f"wrote {directory / 'worker.pem'} (keep it on the worker host) and worker.pub.pem")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

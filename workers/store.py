@@ -5,6 +5,10 @@ States (a request moves only along these arrows; see `TRANSITIONS`)::
     requested -> approved -> scheduled -> running -> finished | rolled_back | failed
     requested | approved | scheduled -> cancelled
     requested -> rejected | expired
+    approved | scheduled -> missed   (approved too late, or not started within the window)
+    missed -> requested          ("pick the next window": approved again for it)
+    missed -> approved           ("run now", by someone who may approve)
+    scheduled -> requested       (the plan changed since it was approved: approve it again)
     failed -> running            (`rotator recover` or the thread's button resumes it)
 
 Keys (prefix `rotator:`):
@@ -36,6 +40,8 @@ from redis.client import Pipeline
 from core.errors import InputError
 
 __all__ = [
+    "CALLED_OFF_NOTICE",
+    "ENDED_STATES",
     "OPEN_STATES",
     "TRANSITIONS",
     "InvalidTransition",
@@ -60,13 +66,16 @@ class RequestStatus(StrEnum):
     REJECTED = "rejected"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    MISSED = "missed"
+    """Not run: approved after its window, or not started within it (`workers.windows`)."""
 
 
 S = RequestStatus
 TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
     S.REQUESTED: frozenset({S.APPROVED, S.REJECTED, S.CANCELLED, S.EXPIRED}),
-    S.APPROVED: frozenset({S.SCHEDULED, S.CANCELLED}),
-    S.SCHEDULED: frozenset({S.RUNNING, S.CANCELLED}),
+    S.APPROVED: frozenset({S.SCHEDULED, S.CANCELLED, S.MISSED}),
+    S.SCHEDULED: frozenset({S.RUNNING, S.CANCELLED, S.MISSED, S.REQUESTED}),
+    S.MISSED: frozenset({S.REQUESTED, S.APPROVED}),
     S.RUNNING: frozenset({S.FINISHED, S.ROLLED_BACK, S.FAILED}),
     S.FAILED: frozenset({S.RUNNING}),
     S.FINISHED: frozenset(),
@@ -75,7 +84,8 @@ TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
     S.CANCELLED: frozenset(),
     S.EXPIRED: frozenset(),
 }
-OPEN_STATES = frozenset({S.REQUESTED, S.APPROVED, S.SCHEDULED, S.RUNNING})
+OPEN_STATES = frozenset({S.REQUESTED, S.APPROVED, S.SCHEDULED, S.RUNNING, S.MISSED})
+ENDED_STATES = frozenset(set(S) - OPEN_STATES)
 
 
 class RequestNotFound(InputError):
@@ -92,8 +102,8 @@ class InvalidTransition(InputError):
         self.request_id, self.current, self.wanted = request_id, current, wanted
 
 
-CANCELLED_NOTICE = "cancelled"
-"""send_notice's id for "the announced maintenance is off"."""
+CALLED_OFF_NOTICE = "called-off"
+"""send_notice's id for "the maintenance is off" (cancelled, missed, refused, ...)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,14 @@ class RotationRequest:
     """Who rejected or cancelled it."""
     plan_json: str = ""
     """The plan shown for approval (`Plan.to_json()`; names only), to redraw the message."""
+    plan_digest: str = ""
+    """`core.digest.PlanBasis.digest` of the approved plan: what the approval is bound to."""
+    plan_basis: str = ""
+    """That basis as JSON, to say what changed when the worker finds another one."""
+    incident: str = ""
+    """The incident reference an emergency's reason carries (when the deployment asks)."""
+    note: str = ""
+    """Why it ended as it did (missed, refused, ...), for the redrawn approval message."""
     job_ids: tuple[str, ...] = ()
     """RQ jobs scheduled for it (the rotation and its notices), for cancel."""
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -204,18 +222,33 @@ class RequestStore:
     def _key(self, request_id: str) -> str:
         return f"{self.prefix}:request:{request_id}"
 
-    def create(self, request: RotationRequest) -> RotationRequest:
-        """Store a new request under a fresh id (the given one's id is ignored)."""
+    def new_id(self) -> str:
+        """A request id not in use yet (the bot posts the message first, then stores)."""
         for _ in range(20):
-            created = replace(request, id=f"r-{secrets.token_hex(3)}")
-            key = self._key(created.id)
-            if self.redis.hsetnx(key, "id", created.id):
-                pipe = self.redis.pipeline()
-                pipe.hset(key, mapping=created.to_hash())  # type: ignore[arg-type]
-                pipe.zadd(f"{self.prefix}:requests", {created.id: created.created_at.timestamp()})
-                pipe.execute()
-                return created
+            request_id = f"r-{secrets.token_hex(4)}"
+            if not self.redis.exists(self._key(request_id)):
+                return request_id
         raise RuntimeError("could not find a free request id")  # pragma: no cover
+
+    def create(self, request: RotationRequest) -> RotationRequest:
+        """Store a new request: under `request.id` if set (InputError if taken), else a
+        fresh id."""
+        created = request if request.id else replace(request, id=self.new_id())
+        key = self._key(created.id)
+        if not self.redis.hsetnx(key, "id", created.id):
+            raise InputError(f"request id {created.id} is already taken; ask again")
+        pipe = self.redis.pipeline()
+        pipe.hset(key, mapping=created.to_hash())  # type: ignore[arg-type]
+        pipe.zadd(f"{self.prefix}:requests", {created.id: created.created_at.timestamp()})
+        pipe.execute()
+        return created
+
+    def delete(self, request_id: str) -> None:
+        """Forget a request whose message could not be posted (or was taken back)."""
+        pipe = self.redis.pipeline()
+        pipe.delete(self._key(request_id), f"{self.prefix}:sealed:{request_id}")
+        pipe.zrem(f"{self.prefix}:requests", request_id)
+        pipe.execute()
 
     def find(self, request_id: str) -> RotationRequest | None:
         raw = self.redis.hgetall(self._key(request_id))

@@ -4,7 +4,7 @@ A worker killed mid-job (SIGKILL, OOM, the container stopped) leaves its request
 and, if it got past preflight, a journal on the host. RQ notices only much later (the
 StartedJobRegistry entry expires after about 90 s, and is cleaned at the next maintenance
 run), and calls no callback when only the work horse was killed. So the worker looks for
-itself: at start and every `SWEEP_INTERVAL_S`, for each of its deployments,
+itself: at start and every `workers.upkeep.SWEEP_INTERVAL_S`, for each deployment,
 
 - a request `running` while the deployment lock is free has lost its worker (a live job
   keeps renewing the lock; see `workers.jobs`);
@@ -16,7 +16,6 @@ itself: at start and every `SWEEP_INTERVAL_S`, for each of its deployments,
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable
 
 from core.deployment import Deployment
@@ -27,11 +26,9 @@ from workers.jobs import Context, Thread, lock_key
 from workers.progress import Redactor
 from workers.store import InvalidTransition, RequestStatus
 
-__all__ = ["SWEEP_INTERVAL_S", "start_sweeping", "sweep"]
+__all__ = ["sweep"]
 
 log = logging.getLogger("rotator.worker")
-
-SWEEP_INTERVAL_S = 30.0
 
 
 def sweep(ctx: Context, deployments: Iterable[str]) -> list[str]:
@@ -97,18 +94,3 @@ def _open_journal(project: object) -> JournalState | None:
         return deployment.journal.read()
     except RotatorError:
         return None
-
-
-def start_sweeping(
-    ctx: Context, deployments: list[str], interval_s: float = SWEEP_INTERVAL_S
-) -> threading.Event:
-    """Sweep now, then every `interval_s` in a daemon thread; set the returned event to stop."""
-    stop = threading.Event()
-    sweep(ctx, deployments)
-
-    def loop() -> None:
-        while not stop.wait(interval_s):
-            sweep(ctx, deployments)
-
-    threading.Thread(target=loop, name="rotator-sweep", daemon=True).start()
-    return stop

@@ -6,20 +6,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
-import pytest
-from redis import Redis
-from rq import Queue
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
-from slack_bolt import App
-from slack_sdk import WebClient
 
-from bot.app import build_app
 from bot.blocks import APPROVE_ACTION, BREAK_GLASS_ACTION, GIVEN_VALUE_VIEW, REJECT_ACTION
 from tests.bot.conftest import (
     APPROVER,
@@ -27,113 +18,19 @@ from tests.bot.conftest import (
     ONCALL,
     REQUESTER,
     STRANGER,
-    FakeCatalogue,
-    fake_plan,
-    make_settings,
+    Bot,
+    _status,
+    _with_thread,
+    wait_until,
 )
 from tests.slack_fake import (
-    BOT_TOKEN,
-    SIGNING_SECRET,
-    FakeSlack,
-    block_actions_body,
     signed_request,
     slash_command_body,
     view_submission_body,
 )
-from workers.config import Settings
-from workers.sealed import generate_keypair, open_values
-from workers.store import RequestStatus, RequestStore, RotationRequest
-
-T = TypeVar("T")
-
-
-@dataclass
-class Bot:
-    app: App
-    fake: FakeSlack
-    redis: Redis
-    settings: Settings
-    name: str
-
-    @property
-    def store(self) -> RequestStore:
-        return RequestStore(self.redis)
-
-    @property
-    def queue(self) -> Queue:
-        return Queue(f"rotator:{self.name}", connection=self.redis)
-
-    def scheduled_job_ids(self) -> list[str]:
-        return ScheduledJobRegistry(queue=self.queue).get_job_ids()  # type: ignore[no-untyped-call]
-
-    def command(self, text: str, user: str = REQUESTER, trigger_id: str | None = None) -> int:
-        body = slash_command_body(
-            text, user=user, response_url=self.fake.response_url, trigger_id=trigger_id
-        )
-        return self.app.dispatch(signed_request(body)).status
-
-    def click(self, action: str, request: RotationRequest, user: str) -> int:
-        body = block_actions_body(
-            action,
-            request.id,
-            user=user,
-            channel=request.channel,
-            message_ts=request.thread_ts,
-            response_url=self.fake.response_url,
-        )
-        return self.app.dispatch(signed_request(body)).status
-
-    def requested(self, text: str) -> RotationRequest:
-        """Run `/rotate text` and return the request once its approval message is posted."""
-        assert self.command(text) == 200
-        posted = self.fake.wait_for("chat.postMessage")[-1]
-        request_id = posted.body["blocks"][-1]["elements"][0]["value"]
-        return wait_until(lambda: _with_thread(self.store.get(request_id)))
-
-
-def _with_thread(request: RotationRequest) -> RotationRequest | None:
-    return request if request.thread_ts else None
-
-
-def wait_until(probe: Callable[[], T | None], timeout: float = 5.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
-
-
-@pytest.fixture
-def keypair(tmp_path: Path) -> tuple[bytes, Path]:
-    private, public = generate_keypair()
-    (tmp_path / "worker.pub.pem").write_bytes(public)
-    return private, tmp_path / "worker.pub.pem"
-
-
-@pytest.fixture
-def bot(
-    fake_slack: FakeSlack, redis: Redis, deployment_name: str, keypair: tuple[bytes, Path]
-) -> Iterator[Bot]:
-    settings = make_settings(
-        deployment_name, windows=[], worker_public_key=str(keypair[1]), break_glass=True
-    )
-    client = WebClient(token=BOT_TOKEN, base_url=fake_slack.url)
-    app = build_app(
-        settings,
-        client=client,
-        redis=redis,
-        signing_secret=SIGNING_SECRET,
-        catalogue=FakeCatalogue(),
-        planner=fake_plan,
-        process_before_response=True,
-    )
-    b = Bot(app, fake_slack, redis, settings, deployment_name)
-    yield b
-    for job_id in [*b.scheduled_job_ids(), *b.queue.get_job_ids()]:
-        job = Job.fetch(job_id, connection=redis)
-        job.delete()
+from workers.connection import SERIALIZER
+from workers.sealed import open_values
+from workers.store import RequestStatus
 
 
 def test_a_bad_signature_is_refused_and_nothing_happens(bot: Bot) -> None:
@@ -197,13 +94,15 @@ def test_an_approval_schedules_the_rotation_and_its_notices_with_ids_only(bot: B
         f"notice-{request.id}-before-1h",
         f"notice-{request.id}-before-10m",
     }
-    job = Job.fetch(f"rotate-{request.id}", connection=bot.redis)
+    job = Job.fetch(f"rotate-{request.id}", connection=bot.redis, serializer=SERIALIZER)
     assert job.func_name == "workers.jobs.run_rotation"
-    assert job.args == (request.id,)
+    assert list(job.args) == [request.id]
     registry = ScheduledJobRegistry(queue=bot.queue)  # type: ignore[no-untyped-call]
     assert registry.get_scheduled_time(job) == request.window_start
-    notice = Job.fetch(f"notice-{request.id}-before-1h", connection=bot.redis)
-    assert notice.args == (request.id, "before-1h")
+    notice = Job.fetch(
+        f"notice-{request.id}-before-1h", connection=bot.redis, serializer=SERIALIZER
+    )
+    assert list(notice.args) == [request.id, "before-1h"]
     assert scheduled.approvals == (APPROVER,)
 
 
@@ -302,7 +201,7 @@ def test_break_glass_self_approval_is_announced(bot: Bot) -> None:
     posted = bot.fake.wait_for("chat.postMessage")[0].body
     buttons = posted["blocks"][-1]["elements"]
     assert [b["text"]["text"] for b in buttons] == ["Approve", "Reject", "Break glass"]
-    request = wait_until(lambda: _with_thread(bot.store.get(buttons[0]["value"])))
+    request = wait_until(lambda: _with_thread(bot.store.find(buttons[0]["value"])))
     bot.click(BREAK_GLASS_ACTION, request, ONCALL)
     done = wait_until(lambda: _status(bot, request, RequestStatus.SCHEDULED))
     assert done.break_glass
@@ -310,8 +209,3 @@ def test_break_glass_self_approval_is_announced(bot: Bot) -> None:
         c.body for c in bot.fake.calls_to("chat.postMessage") if "BREAK GLASS" in c.body["text"]
     ]
     assert {m["channel"] for m in loud} == {"C0ROTATE", "C0ANNOUNCE"}
-
-
-def _status(bot: Bot, request: RotationRequest, status: RequestStatus) -> RotationRequest | None:
-    current = bot.store.get(request.id)
-    return current if current.status is status else None

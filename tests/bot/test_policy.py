@@ -72,7 +72,9 @@ def test_someone_else_is_refused_and_told_why() -> None:
 def test_critical_secrets_need_two_approvals() -> None:
     assert policy.approvals_needed(DEP, critical=True, emergency=False) == 2
     assert policy.approvals_needed(DEP, critical=False, emergency=False) == 1
-    assert policy.approvals_needed(DEP, critical=True, emergency=True) == 1
+    # Critical secrets keep their quorum in an emergency, unless break-glass is on.
+    assert policy.approvals_needed(DEP, critical=True, emergency=True) == 2
+    assert policy.approvals_needed(DEP, critical=False, emergency=True) == 1
 
 
 def test_the_same_approver_cannot_count_twice() -> None:

@@ -40,7 +40,7 @@ def new_request(store: RequestStore, needed: int = 1) -> RotationRequest:
 def test_a_request_round_trips_with_a_job_safe_id(redis: Redis) -> None:
     store = RequestStore(redis)
     created = new_request(store)
-    assert re.fullmatch(r"r-[0-9a-f]{6}", created.id)
+    assert re.fullmatch(r"r-[0-9a-f]{8}", created.id)
     assert re.fullmatch(r"[A-Za-z0-9_-]+", created.job_id)
     loaded = store.get(created.id)
     assert loaded.window_start == created.window_start

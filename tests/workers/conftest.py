@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 
 from core.deployment import Deployment
 from core.envfile import EnvFile
@@ -23,7 +23,10 @@ from tests.bot.conftest import deployment_name, fake_slack, redis  # noqa: F401
 from tests.fakes import RecordingRuntime, make_mini_deployment
 from tests.integration.conftest import supabase_db  # noqa: F401
 from tests.slack_fake import BOT_TOKEN, FakeSlack, Hooks
-from workers import jobs
+from workers import jobs, webhooks
+from workers.connection import make_queue
+from workers.plans import current_plan
+from workers.runner import RotatorSimpleWorker
 from workers.store import RequestStatus, RequestStore, RotationRequest
 
 CHANNEL = "C0ROTATE"
@@ -52,7 +55,7 @@ class Site:
 
     @property
     def queue(self) -> Queue:
-        return Queue(f"rotator:{self.name}", connection=self.redis)
+        return make_queue(f"rotator:{self.name}", self.redis)
 
     def env(self) -> dict[str, str]:
         return EnvFile.read(self.directory / ".env").as_dict()
@@ -62,13 +65,11 @@ class Site:
         from datetime import UTC, datetime, timedelta
 
         now = datetime.now(UTC)
-        plan = {
-            "secret": secret,
-            "title": f"the {secret}",
-            "impact": "Services reconnect.",
-            "logs_out_users": False,
-            "downtime_estimate_s": 30,
-        }
+        published = current_plan(Deployment.load(self.directory), secret)
+        fields.setdefault("plan_json", json.dumps(published.plan.to_json()))
+        fields.setdefault("plan_digest", published.digest)
+        fields.setdefault("plan_basis", json.dumps(published.basis.to_json()))
+        fields.setdefault("window_start", now)
         created = self.store.create(
             RotationRequest(
                 id="",
@@ -76,10 +77,8 @@ class Site:
                 secret=secret,
                 requester=REQUESTER,
                 reason="test",
-                window_start=now,
                 created_at=now,
                 expires_at=now + timedelta(hours=1),
-                plan_json=json.dumps(plan),
                 **fields,
             )
         )
@@ -96,7 +95,7 @@ class Site:
 
     def work(self) -> None:
         """Run the queued jobs in this process with a real RQ worker."""
-        SimpleWorker([self.queue], connection=self.redis).work(burst=True)
+        RotatorSimpleWorker([self.queue], connection=self.redis).work(burst=True)
 
     def thread_texts(self) -> list[str]:
         return [
@@ -148,6 +147,7 @@ webhooks = ["{hooks.url}"]
     monkeypatch.delenv("ROTATOR_STATE_DIR", raising=False)
     monkeypatch.setattr(jobs, "make_runtime", lambda deployment: runtime)
     monkeypatch.setattr(jobs, "HTTP_PROBES", False)
+    monkeypatch.setattr(webhooks, "BACKOFF_S", (0.05, 0.05))
     site = Site(deployment_name, project, redis, fake_slack, hooks, runtime, config)
     yield site
     for job_id in site.job_ids:

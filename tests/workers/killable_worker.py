@@ -13,12 +13,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from redis import Redis
-from rq import Queue, Worker
 
 from core.compose import ComposeProject
 from core.deployment import Deployment
 from tests.fakes import RecordingRuntime
 from workers import jobs
+from workers.connection import make_queue
+from workers.runner import RotatorWorker
 
 
 class HangingRuntime(RecordingRuntime):
@@ -42,7 +43,7 @@ def main() -> None:
     jobs.HTTP_PROBES = False
     jobs.LOCK_TTL_S = 2
     redis = Redis.from_url(os.environ["REDIS_URL"])
-    Worker([Queue(queue_name, connection=redis)], connection=redis).work(burst=True)
+    RotatorWorker([make_queue(queue_name, redis)], connection=redis).work(burst=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 import zlib
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from tests.fakes import RecordingRuntime
 from tests.leaks import dump_redis
 from tests.workers.conftest import ANNOUNCE, CHANNEL, ONCALL, Site
 from workers import jobs
+from workers.connection import SERIALIZER
 from workers.report import RECOVER_ACTION
 from workers.sealed import generate_keypair, seal_values
 from workers.store import RequestStatus
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.compose]
 
 
 def result_of(site: Site, job_id: str) -> Any:
-    return Job.fetch(job_id, connection=site.redis).return_value()
+    return Job.fetch(job_id, connection=site.redis, serializer=SERIALIZER).return_value()
 
 
 def posts(site: Site, channel: str = CHANNEL) -> list[dict[str, Any]]:
@@ -50,8 +50,11 @@ def test_a_rotation_reports_progress_in_one_message_then_verification_and_checkl
     progress = [p for p in thread if p["text"].startswith("*Rotating `postgres-password`")]
     assert len(progress) == 1
     progress_ts = site.store.get(request.id).progress_ts
-    updates = [c.body for c in site.slack.calls_to("chat.update")]
-    assert len(updates) >= 5 and {u["ts"] for u in updates} == {progress_ts}
+    updates = [
+        c.body for c in site.slack.calls_to("chat.update") if c.body["ts"] != request.thread_ts
+    ]
+    # Coalesced: at most one edit a second, the last one complete.
+    assert len(updates) >= 1 and {u["ts"] for u in updates} == {progress_ts}
     final = updates[-1]["text"]
     for step in ("preflight", "backup", "stage", "apply", "commit", "restart", "verify"):
         assert f":white_check_mark: *{step}*" in final
@@ -92,12 +95,14 @@ def test_a_failed_rotation_says_what_failed_that_it_rolled_back_and_calls_oncall
     assert [h["event"] for h in site.hooks.bodies] == ["rolled_back"]
 
 
-def test_job_arguments_and_description_hold_the_request_id_only(site: Site) -> None:
+def test_job_arguments_and_description_hold_the_request_id_only_as_json(site: Site) -> None:
     request = site.request("jwt-secret")
     job_id = site.enqueue(request)
     raw = site.redis.hgetall(f"rq:job:{job_id}")
-    func, instance, args, kwargs = pickle.loads(zlib.decompress(raw[b"data"]))  # noqa: S301
-    assert (func, instance, args, kwargs) == ("workers.jobs.run_rotation", None, (request.id,), {})
+    data = zlib.decompress(raw[b"data"])
+    assert not data.startswith(b"\x80")  # not a pickle
+    func, instance, args, kwargs = json.loads(data)
+    assert (func, instance, args, kwargs) == ("workers.jobs.run_rotation", None, [request.id], {})
     assert raw[b"description"].decode() == f"workers.jobs.run_rotation('{request.id}')"
 
 
@@ -124,7 +129,7 @@ def test_no_secret_value_reaches_slack_redis_or_the_logs(
     haystacks += [json.dumps(h) for h in site.hooks.bodies]
     haystacks.append(caplog.text)
     haystacks += list(dump_redis(site.redis).values())
-    assert len(site.slack.calls) > 20
+    assert len(site.slack.calls) > 10
     for text in haystacks:
         for value in values:
             assert value not in text
@@ -222,5 +227,5 @@ def test_a_notice_announces_the_downtime_and_a_cancelled_one_stays_silent(site: 
     site.work()
     notices = posts(site, ANNOUNCE)
     assert len(notices) == 1
-    assert "Planned maintenance" in notices[0]["text"] and "the jwt-secret" in notices[0]["text"]
+    assert "Planned maintenance" in notices[0]["text"] and "JWT secret" in notices[0]["text"]
     assert [(h["event"], h["request_id"]) for h in site.hooks.bodies] == [("notice", request.id)]

@@ -18,7 +18,8 @@ from rq.job import Job
 from core.journal import Journal
 from tests.workers.conftest import CHANNEL, ONCALL, Site
 from workers.config import load_config
-from workers.jobs import Context, make_client
+from workers.connection import SERIALIZER, make_slack_client
+from workers.jobs import Context
 from workers.report import RECOVER_ACTION
 from workers.store import RequestStatus
 from workers.sweep import sweep
@@ -64,9 +65,10 @@ def test_a_worker_killed_mid_rotation_leaves_a_thread_message_and_a_recoverable_
     journal = Journal(site.directory / ".rotator" / "journal.json")
     assert journal.exists() and journal.load().rotation_id == request.id
     assert site.store.get(request.id).status is RequestStatus.RUNNING
-    assert Job.fetch(request.job_id, connection=site.redis).get_status() == "started"
+    job = Job.fetch(request.job_id, connection=site.redis, serializer=SERIALIZER)
+    assert job.get_status() == "started"
 
-    ctx = Context(load_config(), site.redis, make_client())
+    ctx = Context(load_config(), site.redis, make_slack_client())
     reported = wait_for(lambda: sweep(ctx, [site.name]), 15, "the lock to expire and a report")
     assert reported == [request.id]
     assert sweep(ctx, [site.name]) == []  # said once
@@ -85,6 +87,7 @@ def test_a_worker_killed_mid_rotation_leaves_a_thread_message_and_a_recoverable_
 
     recover_id = site.enqueue(request, "workers.jobs.recover_rotation")
     site.work()
-    assert Job.fetch(recover_id, connection=site.redis).return_value() == "finished"
+    recovered = Job.fetch(recover_id, connection=site.redis, serializer=SERIALIZER)
+    assert recovered.return_value() == "finished"
     assert not journal.exists()
     assert site.store.get(request.id).status is RequestStatus.FINISHED
