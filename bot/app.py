@@ -42,6 +42,7 @@ from bot.commands import (
     parse_command,
 )
 from bot.ports import Catalogue, SecretInfo, is_critical, is_given
+from core.catalogue import Mode
 from core.errors import InputError, RotatorError
 from core.plan import Plan
 from workers.approval import approval_blocks, approval_text, format_when, plan_blocks, redraw
@@ -217,8 +218,11 @@ class Rotator:
             detail=detail,
         )
 
-    def plan_for(self, deployment: str, secret: str) -> PublishedPlan:
-        return self.plans.get(deployment, secret, now=self.clock())
+    def plan_for(self, deployment: str, secret: str, *, emergency: bool = False) -> PublishedPlan:
+        """The worker's plan; an emergency's is a compromise rotation (sessions revoked,
+        the signing key replaced at once), which is what the worker will run."""
+        mode = Mode.COMPROMISE if emergency else Mode.PLANNED
+        return self.plans.get(deployment, secret, now=self.clock(), mode=mode)
 
     # -- /rotate -------------------------------------------------------------------------
 
@@ -296,7 +300,7 @@ class Rotator:
         if not decision:
             raise InputError(decision.reason)
         secret = self.catalogue.get_secret(command.secret)
-        published = self.plan_for(dep.name, command.secret)
+        published = self.plan_for(dep.name, command.secret, emergency=command.emergency)
         tz = self.user_zone(info).key
         if is_given(secret):
             self.open_given_modal(command, secret, body["trigger_id"], tz, dep, client)
@@ -577,7 +581,7 @@ class Rotator:
         if dep.worker_public_key is None:
             raise InputError(f"`{dep.name}` has no worker_public_key to seal the value with.")
         secret = self.catalogue.get_secret(command.secret)
-        published = self.plan_for(dep.name, command.secret)
+        published = self.plan_for(dep.name, command.secret, emergency=command.emergency)
         request = self.new_request(command, user, meta["tz"], secret, published)
         blob = seal_values(dep.worker_public_key.read_bytes(), values, request_id=request.id)
         request = self.post_and_store(request, client, sealed=blob)

@@ -160,6 +160,18 @@ def make_plan(
             "the asymmetric signing key in JWT_KEYS is a secret of its own: after a leak, "
             "rotate jwt-signing-key too (or all)",
         )
+    if options.phase is Phase.STANDBY:
+        notes += (
+            "phase 1 of 3: next, the rotate phase makes the new key sign (ask for it again "
+            "when you are ready; wait 20 minutes first if something outside the stack caches "
+            "the published JWKS)",
+        )
+    elif options.phase is Phase.ROTATE:
+        notes += (
+            "phase 2 of 3: the old key stays trusted until every token it signed has "
+            "expired (JWT_EXPIRY plus 15 minutes); the worker then revokes it by itself "
+            "(from a terminal: rotator rotate jwt-signing-key again)",
+        )
     notes += tuple(platform_warnings(current))
     impact, logs_out = describe_impact(secret, options)
     return Plan(

@@ -26,6 +26,11 @@ Example::
     break_glass = false                       # allow an on-call requester to self-approve `now`
     incident_reference = "INC-[0-9]+"         # emergencies' reasons must name an incident
     worker_public_key = "keys/prod-worker.pub.pem"  # seals typed-in secrets for this worker
+    gateway_probes = true                     # verify through the API gateway (default true)
+    gateway_url = "http://127.0.0.1:8000"     # where the worker reaches it (default: the
+                                              # API_GW_HTTP_PORT / KONG_HTTP_PORT of .env)
+    pooler_probe = true                       # log in through the pooler (default true)
+    pooler_address = "127.0.0.1:6543"         # where (default: POOLER_PROXY_PORT_TRANSACTION)
 
 A window is `DAYS HH:MM-HH:MM [ZONE]`. DAYS is `daily`, `weekdays`, `weekends`, a day
 (`Sat`), a range (`Mon-Fri`) or a comma list (`Sat,Sun`). The zone is an IANA name or `UTC`
@@ -158,6 +163,10 @@ class DeploymentConfig:
     """A regular expression an emergency's reason must contain a match of (empty: none)."""
     worker_public_key: Path | None = None
     lateness: timedelta = timedelta(minutes=15)
+    gateway_probes: bool = True
+    gateway_url: str = ""
+    pooler_probe: bool = True
+    pooler_address: str = ""
 
     @property
     def queue_name(self) -> str:
@@ -337,6 +346,12 @@ def _deployment(source: str, base: Path, name: str, table: Any, zone: ZoneInfo) 
         raise r.error("webhook_format", f"must be one of {', '.join(WEBHOOK_FORMATS)}")
     incident = r.raw("incident_reference", str, "")
     r.convert("incident_reference", incident, _regex)
+    gateway_url = r.raw("gateway_url", str, "")
+    if gateway_url and not gateway_url.startswith(("https://", "http://")):
+        raise r.error("gateway_url", f"{gateway_url!r} is not an http(s) URL")
+    pooler_address = r.raw("pooler_address", str, "")
+    if pooler_address and not re.fullmatch(r"[^:\s]+:\d{1,5}", pooler_address):
+        raise r.error("pooler_address", f"{pooler_address!r} is not host:port")
     cfg = DeploymentConfig(
         name=name,
         project=base / r.raw("project", str),
@@ -358,6 +373,10 @@ def _deployment(source: str, base: Path, name: str, table: Any, zone: ZoneInfo) 
         incident_reference=incident,
         worker_public_key=base / key_path if key_path else None,
         lateness=r.convert("lateness", r.raw("lateness", str, "15m"), parse_duration),
+        gateway_probes=r.raw("gateway_probes", bool, True),
+        gateway_url=gateway_url,
+        pooler_probe=r.raw("pooler_probe", bool, True),
+        pooler_address=pooler_address,
     )
     _check_quorum(r, cfg)
     return cfg

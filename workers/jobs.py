@@ -39,22 +39,25 @@ from redis.lock import Lock
 from rq import get_current_job
 from slack_sdk import WebClient
 
+from core.catalogue import Mode, RotationOptions
 from core.deployment import Deployment
 from core.digest import PlanBasis
 from core.engine import Engine, Outcome, RotationResult
 from core.errors import InputError, RecoveryNeeded, RotatorError
+from core.key_schedule import KeySchedule
 from core.probes import ProbeSettings
 from core.redact import secret_values
 from core.runtime import Runtime
+from core.signing_keys import Phase
 from workers import report, webhooks
 from workers.approval import decision_buttons, redraw
 from workers.config import DeploymentConfig, Settings, format_duration, load_config
-from workers.connection import connect_redis, make_slack_client
+from workers.connection import connect_redis, make_queue, make_slack_client
 from workers.decisions import DecisionLog
 from workers.messages import explain
 from workers.plans import PublishedPlan, current_plan
 from workers.progress import Redactor, SlackThreadProgress, post_safely
-from workers.schedule import unschedule
+from workers.schedule import REVOKE_OLD_KEY, enqueue, unschedule
 from workers.sealed import SealError, open_values
 from workers.store import (
     CALLED_OFF_NOTICE,
@@ -74,6 +77,7 @@ __all__ = [
     "lock_key",
     "make_runtime",
     "recover_rotation",
+    "revoke_old_signing_key",
     "run_rotation",
     "send_notice",
 ]
@@ -82,8 +86,6 @@ log = logging.getLogger("rotator.worker")
 
 LOCK_TTL_S = 60
 """The deployment lock's TTL; renewed every third of it while a job runs."""
-HTTP_PROBES = True
-"""Probe the gateway over HTTP in verification (tests without a gateway turn it off)."""
 EARLY_WAIT_S = 300.0
 """A job that starts before its window (clocks a little apart) waits at most this long."""
 SCHEDULED_WAIT_S = 10.0
@@ -98,6 +100,28 @@ class RotationJobError(Exception):
 
 
 # -- collaborators, built at call time (tests replace these) ---------------------------------
+
+
+def probe_settings(dep: DeploymentConfig, deployment: Deployment) -> ProbeSettings:
+    """The deployment's probe settings: where the worker reaches the gateway and the
+    pooler from its host, or that it cannot (then the probes are reported as turned off)."""
+    environ: dict[str, str] = {}
+    if dep.gateway_url:
+        environ["ROTATOR_GATEWAY_URL"] = dep.gateway_url
+    if dep.pooler_address:
+        environ["ROTATOR_POOLER_ADDRESS"] = dep.pooler_address
+    return ProbeSettings.for_deployment(
+        deployment.values(),
+        gateway=dep.gateway_probes,
+        pooler=dep.pooler_probe,
+        environ=environ,
+    )
+
+
+def rotation_options(request: Request) -> RotationOptions:
+    """An emergency (`now`) is a compromise: every old credential cut off, sessions
+    revoked; a rotation in a window is planned (nobody logged out where avoidable)."""
+    return RotationOptions(mode=Mode.COMPROMISE if request.emergency else Mode.PLANNED)
 
 
 def make_runtime(deployment: Deployment) -> Runtime:
@@ -228,6 +252,12 @@ def run_rotation(request_id: str) -> str:
 def recover_rotation(request_id: str) -> str:
     """Finish or undo the rotation the request left half-done (the Recover button)."""
     return _Job(Context.load(), request_id).run(recover=True)
+
+
+def revoke_old_signing_key(request_id: str) -> str:
+    """The revoke phase of a planned jwt-signing-key request, scheduled by its rotate phase:
+    remove the old key, reported in the request's thread."""
+    return _Job(Context.load(), request_id).revoke()
 
 
 def send_notice(request_id: str, notice_id: str) -> None:
@@ -361,6 +391,100 @@ class _Job:
         finally:
             lock.release()
 
+    def revoke(self) -> str:
+        """The revoke phase: approved with the request, due now (the schedule saw to it)."""
+        try:
+            request = self.ctx.store.get(self.request_id)
+        except RequestNotFound:
+            return "skipped: not found"
+        dep = self.ctx.settings.deployment(request.deployment)
+        thread = Thread(self.ctx.client, request, self.redactor)
+        lock = DeploymentLock(self.ctx.redis, dep.name)
+        if not lock.acquire():
+            thread.say(
+                f":hourglass: Another rotation holds `{dep.name}`: the old signing key is "
+                "revoked when the worker next gets to it."
+            )
+            raise RotationJobError(f"request {request.id}: deployment locked, revoke retried")
+        try:
+            progress = SlackThreadProgress(
+                self.ctx.client,
+                request.channel,
+                request.thread_ts,
+                title=f"Revoking the old signing key on `{dep.name}` (request `{request.id}`)",
+                redactor=self.redactor,
+            )
+            deployment = Deployment.load(dep.project)
+            self.redactor.add(secret_values(deployment.values()))
+            engine = Engine(
+                deployment,
+                make_runtime(deployment),
+                progress,
+                actor=f"rotator (revoke phase of {request.id})",
+                probes=probe_settings(dep, deployment),
+                on_staged=self.redactor.add,
+            )
+            try:
+                result = engine.rotate(
+                    "jwt-signing-key",
+                    rotation_id=f"{request.id}-revoke",
+                    options=RotationOptions(phase=Phase.REVOKE),
+                )
+            except RecoveryNeeded as exc:
+                progress.finish(":rotating_light: Revoking the old signing key stopped half-way")
+                thread.say(f":rotating_light: {exc}", broadcast=True)
+                return "needs_recovery"
+            except RotatorError as exc:
+                progress.finish(":x: The old signing key was not revoked")
+                thread.say(
+                    f":x: The old signing key was not revoked: {explain(exc)}", broadcast=True
+                )
+                return "failed"
+            finished = result.outcome is Outcome.FINISHED
+            heading = (
+                "Verification: tokens from the old key are refused, the new key's accepted"
+                if finished
+                else "Verification after rollback: both keys are trusted again"
+            )
+            progress.finish(
+                ":white_check_mark: Old signing key revoked"
+                if finished
+                else ":leftwards_arrow_with_hook: Revoking the old key rolled back"
+            )
+            thread.say(heading, report.verification_blocks(result.checks, heading=heading))
+            thread.say(
+                f":white_check_mark: The old signing key of `{dep.name}` is revoked: the "
+                "rotation requested in this thread is complete."
+                if finished
+                else f":x: Revoking the old signing key failed ({result.error}) and was rolled "
+                "back; both keys are still trusted.",
+                broadcast=True,
+            )
+            return "finished" if finished else "rolled_back"
+        finally:
+            lock.release()
+
+    def _schedule_revoke(
+        self, request: Request, dep: DeploymentConfig, thread: Thread, deployment: Deployment
+    ) -> None:
+        """After a rotate phase: the old key goes once every token it signed has expired,
+        at a window's start where the deployment keeps windows."""
+        record = KeySchedule.read(deployment.state_dir)
+        if record is None or record.finished is not Phase.ROTATE:
+            return
+        due = datetime.fromtimestamp(record.revoke_after, UTC)
+        when = dep.next_window(due) or due
+        if dep.in_window(due):
+            when = due
+        queue = make_queue(dep.queue_name, self.ctx.redis)
+        job_id = f"revoke-{request.id}"
+        enqueue(queue, REVOKE_OLD_KEY, (request.id,), job_id, when, datetime.now(UTC))
+        self.ctx.store.update(request.id, job_ids=(*request.job_ids, job_id))
+        thread.say(
+            f":calendar: The old signing key stays trusted (verify only) until every token it "
+            f"signed has expired; the worker revokes it at {when:%Y-%m-%d %H:%M} UTC."
+        )
+
     def _keep_window(self, request: Request, dep: DeploymentConfig, thread: Thread) -> str | None:
         """None to go ahead; else why not. The worker's own clock decides, not only RQ."""
         now = datetime.now(UTC)
@@ -391,7 +515,7 @@ class _Job:
     def _approved_plan(self, request: Request, dep: DeploymentConfig) -> Deployment:
         """The deployment as it is now, if its plan is the approved one; else PlanChanged."""
         deployment = Deployment.load(dep.project)
-        now = current_plan(deployment, request.secret)
+        now = current_plan(deployment, request.secret, rotation_options(request).mode)
         if now.digest != request.plan_digest:
             if request.plan_basis:
                 approved = PlanBasis.from_json(json.loads(request.plan_basis))
@@ -501,14 +625,19 @@ class _Job:
                 make_runtime(deployment),
                 progress,
                 actor=_actor(request),
-                probes=ProbeSettings.for_deployment(deployment.values(), gateway=HTTP_PROBES),
+                probes=probe_settings(dep, deployment),
                 on_staged=self.redactor.add,
             )
             if recover:
                 self._check_journal_owner(deployment, request)
                 result = engine.recover()
             else:
-                result = engine.rotate(request.secret, given=given, rotation_id=request.id)
+                result = engine.rotate(
+                    request.secret,
+                    given=given,
+                    rotation_id=request.id,
+                    options=rotation_options(request),
+                )
         except RecoveryNeeded as exc:
             progress.finish(f":rotating_light: {verb} `{request.secret}` stopped half-way")
             return self._needs_recovery(request, dep, thread, str(exc))
@@ -557,6 +686,8 @@ class _Job:
             status = RequestStatus.ROLLED_BACK
         request = self.ctx.store.transition(request.id, status)
         self._redraw(request)
+        if finished and request.secret == "jwt-signing-key":  # noqa: S105 - a secret's name
+            self._schedule_revoke(request, dep, thread, deployment)
         outcome = "finished" if finished else "rolled_back"
         notice = report.outcome_notice(
             deployment=dep.name, plan_json=request.plan_json, outcome=outcome

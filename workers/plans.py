@@ -9,7 +9,8 @@ published plan (one Redis round trip) and refuses, saying so, when none is fresh
 
 Keys (prefix `rotator:`), names and fingerprints only, never values:
 
-- `rotator:plans:<deployment>`     hash: secret -> JSON {plan, basis, computed_at} or {error}
+- `rotator:plans:<deployment>`     hash: secret -> JSON {plan, basis, computed_at} or {error};
+                                   `secret@compromise` for an emergency's plan where it differs
 - `rotator:plans:<deployment>:at`  JSON {checked_at, computed_at, worker, error}
 """
 
@@ -27,10 +28,11 @@ from typing import Any, cast
 
 from redis import Redis
 
-from core.catalogue import get_secret, secret_names
+from core.catalogue import Mode, RotationOptions, get_secret, secret_names
 from core.deployment import Deployment
 from core.digest import PlanBasis, plan_basis
 from core.errors import InputError, RotatorError
+from core.key_schedule import with_phase
 from core.plan import Plan, make_plan
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "PlanPublisher",
     "PublishedPlan",
     "current_plan",
+    "plan_key",
 ]
 
 log = logging.getLogger("rotator.worker")
@@ -69,10 +72,23 @@ class PublishedPlan:
         return self.basis.digest
 
 
-def current_plan(deployment: Deployment, secret: str) -> PublishedPlan:
-    """The plan for `secret` on `deployment` as its files are now. Raises RotatorError."""
-    plan = make_plan(deployment, get_secret(secret))
+def current_plan(deployment: Deployment, secret: str, mode: Mode = Mode.PLANNED) -> PublishedPlan:
+    """The plan for `secret` on `deployment` as its files are now, in `mode` (for the
+    signing key, its next phase). Raises RotatorError."""
+    chosen = get_secret(secret)
+    options = with_phase(
+        chosen, RotationOptions(mode=mode), deployment.state_dir, deployment.values()
+    )
+    plan = make_plan(deployment, chosen, options=options)
     return PublishedPlan(plan, plan_basis(deployment, plan), datetime.now(UTC))
+
+
+def plan_key(secret: str, mode: Mode) -> str:
+    """A secret's entry among the published plans: a compromise has its own when it
+    differs (sessions revoked, the signing key replaced at once)."""
+    if mode is Mode.COMPROMISE and get_secret(secret).signs_sessions:
+        return f"{secret}@{mode.value}"
+    return secret
 
 
 class PlanBook:
@@ -133,7 +149,13 @@ class PlanBook:
         return seen is not None and now - seen <= max_age
 
     def get(
-        self, deployment: str, secret: str, *, now: datetime, max_age: timedelta = MAX_AGE
+        self,
+        deployment: str,
+        secret: str,
+        *,
+        now: datetime,
+        mode: Mode = Mode.PLANNED,
+        max_age: timedelta = MAX_AGE,
     ) -> PublishedPlan:
         """The published plan for `secret`. Raises NoFreshPlan when no worker confirmed
         the deployment's plans within `max_age`, InputError when the worker could not
@@ -155,7 +177,7 @@ class PlanBook:
             raise InputError(
                 f"The worker for `{deployment}` cannot read the deployment: {stamp['error']}"
             )
-        raw = cast(bytes | None, self.redis.hget(self._key(deployment), secret))
+        raw = cast(bytes | None, self.redis.hget(self._key(deployment), plan_key(secret, mode)))
         if raw is None:
             raise InputError(f"The worker for `{deployment}` published no plan for `{secret}`.")
         data: dict[str, Any] = json.loads(raw)
@@ -199,10 +221,14 @@ class PlanPublisher:
         self.state_dir = deployment.state_dir
         plans: dict[str, PublishedPlan | str] = {}
         for name in secret_names():
-            try:
-                plans[name] = current_plan(deployment, name)
-            except RotatorError as exc:
-                plans[name] = str(exc)
+            for mode in Mode:
+                key = plan_key(name, mode)
+                if key in plans:
+                    continue
+                try:
+                    plans[key] = current_plan(deployment, name, mode)
+                except RotatorError as exc:
+                    plans[key] = str(exc)
         self.book.publish(self.deployment, plans, at=now)
 
     def _stat(self) -> tuple[tuple[str, int, int, int], ...]:

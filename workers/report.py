@@ -44,10 +44,12 @@ def mentions(user_ids: Sequence[str]) -> str:
     return " ".join(f"<@{u}>" for u in user_ids)
 
 
+_MARKS = {True: ":white_check_mark:", False: ":x:", None: ":heavy_minus_sign:"}
+"""A check with nothing to check (None) is shown as such, never as passed."""
+
+
 def verification_blocks(checks: Sequence[CheckResult], *, heading: str) -> Blocks:
-    lines = [
-        f"{':white_check_mark:' if c.ok else ':x:'} *{c.name}*: {c.evidence}" for c in checks
-    ] or ["_no checks ran_"]
+    lines = [f"{_MARKS[c.ok]} *{c.name}*: {c.evidence}" for c in checks] or ["_no checks ran_"]
     return [_section(f"*{heading}*"), _section("\n".join(lines))]
 
 

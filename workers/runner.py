@@ -29,6 +29,7 @@ JOB_FUNCTIONS = frozenset(
         "workers.jobs.run_rotation",
         "workers.jobs.recover_rotation",
         "workers.jobs.send_notice",
+        "workers.jobs.revoke_old_signing_key",
     }
 )
 """The only functions a rotator worker runs."""

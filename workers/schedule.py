@@ -7,7 +7,10 @@ RQ jobs, on the queue `rotator:<deployment>` (JSON serializer, ids only):
   notice_id is `before-<duration>` at that lead time before the window, `before-0s` at once
   when the window is nearer than every lead time, or `called-off` when the maintenance will
   not take place (cancelled, missed, refused, ...) after users may have been told;
-- `recover_rotation(request_id)`, the thread's Recover button.
+- `recover_rotation(request_id)`, the thread's Recover button;
+- `revoke_old_signing_key(request_id)`, job id `revoke-<request_id>`: after a planned
+  jwt-signing-key request's rotate phase, its revoke phase, once every token the old key
+  signed has expired (and at a window's start, where the deployment has windows).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from workers.store import CALLED_OFF_NOTICE, RotationRequest
 
 __all__ = [
     "RECOVER_ROTATION",
+    "REVOKE_OLD_KEY",
     "ROTATION_JOB_TIMEOUT_S",
     "RUN_ROTATION",
     "SEND_NOTICE",
@@ -43,6 +47,7 @@ ROTATION_JOB_TIMEOUT_S = 2 * 3600
 RUN_ROTATION = "workers.jobs.run_rotation"
 SEND_NOTICE = "workers.jobs.send_notice"
 RECOVER_ROTATION = "workers.jobs.recover_rotation"
+REVOKE_OLD_KEY = "workers.jobs.revoke_old_signing_key"
 
 
 def enqueue(
@@ -52,7 +57,7 @@ def enqueue(
     # RQ's scheduler keeps whole seconds (it truncates): round up, never start early.
     if at > now and at.microsecond:
         at = at.replace(microsecond=0) + timedelta(seconds=1)
-    timeout = ROTATION_JOB_TIMEOUT_S if func == RUN_ROTATION else 300
+    timeout = ROTATION_JOB_TIMEOUT_S if func in (RUN_ROTATION, REVOKE_OLD_KEY) else 300
     try:
         if at <= now:
             queue.enqueue(func, *args, job_id=job_id, job_timeout=timeout, unique=True)

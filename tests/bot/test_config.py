@@ -147,3 +147,31 @@ def _utc() -> Any:
     from zoneinfo import ZoneInfo
 
     return ZoneInfo("UTC")
+
+
+def test_probe_settings_default_on_and_can_point_elsewhere_or_off() -> None:
+    default = parse_config({"deployments": {"prod": deployment_table()}}, "rotator.toml")
+    prod = default.deployment("prod")
+    assert (prod.gateway_probes, prod.gateway_url, prod.pooler_probe) == (True, "", True)
+    moved = parse_config(
+        {
+            "deployments": {
+                "prod": deployment_table(
+                    gateway_url="https://gw.internal", gateway_probes=False,
+                    pooler_address="10.0.0.5:6543", pooler_probe=False,
+                )
+            }
+        },
+        "rotator.toml",
+    ).deployment("prod")  # fmt: skip
+    assert moved.gateway_url == "https://gw.internal" and not moved.gateway_probes
+    assert moved.pooler_address == "10.0.0.5:6543" and not moved.pooler_probe
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [("gateway_url", "gw.internal", "http(s) URL"), ("pooler_address", "10.0.0.5", "host:port")],
+)
+def test_probe_addresses_that_cannot_work_are_refused(key: str, value: str, reason: str) -> None:
+    error = refusal(**{key: value})
+    assert error.key == f"deployments.prod.{key}" and reason in error.reason

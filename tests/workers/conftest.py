@@ -17,6 +17,7 @@ import pytest
 from redis import Redis
 from rq import Queue
 
+from core.catalogue import Mode
 from core.deployment import Deployment
 from core.envfile import EnvFile
 from tests.bot.conftest import deployment_name, fake_slack, redis  # noqa: F401
@@ -65,7 +66,8 @@ class Site:
         from datetime import UTC, datetime, timedelta
 
         now = datetime.now(UTC)
-        published = current_plan(Deployment.load(self.directory), secret)
+        mode = Mode.COMPROMISE if fields.get("emergency") else Mode.PLANNED
+        published = current_plan(Deployment.load(self.directory), secret, mode)
         fields.setdefault("plan_json", json.dumps(published.plan.to_json()))
         fields.setdefault("plan_digest", published.digest)
         fields.setdefault("plan_basis", json.dumps(published.basis.to_json()))
@@ -138,6 +140,8 @@ announce_channel = "{ANNOUNCE}"
 approvers = ["{APPROVER}", "UAPP2"]
 oncall = ["{ONCALL}"]
 webhooks = ["{hooks.url}"]
+gateway_probes = false  # the mini deployment has a database, no gateway nor pooler
+pooler_probe = false
 """
     )
     runtime = RecordingRuntime(Deployment.load(project).compose)
@@ -146,7 +150,6 @@ webhooks = ["{hooks.url}"]
     monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
     monkeypatch.delenv("ROTATOR_STATE_DIR", raising=False)
     monkeypatch.setattr(jobs, "make_runtime", lambda deployment: runtime)
-    monkeypatch.setattr(jobs, "HTTP_PROBES", False)
     monkeypatch.setattr(webhooks, "BACKOFF_S", (0.05, 0.05))
     site = Site(deployment_name, project, redis, fake_slack, hooks, runtime, config)
     yield site

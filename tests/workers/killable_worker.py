@@ -40,7 +40,6 @@ def main() -> None:
         return HangingRuntime(deployment.compose)
 
     jobs.make_runtime = hanging
-    jobs.HTTP_PROBES = False
     jobs.LOCK_TTL_S = 2
     redis = Redis.from_url(os.environ["REDIS_URL"])
     RotatorWorker([make_queue(queue_name, redis)], connection=redis).work(burst=True)
