@@ -28,7 +28,7 @@ from typing import Any, cast
 
 from redis import Redis
 
-from core.catalogue import Mode, RotationOptions, get_secret, secret_names
+from core.catalogue import CATALOGUE, Mode, RotationOptions, get_secret, secret_names
 from core.deployment import Deployment
 from core.digest import PlanBasis, plan_basis
 from core.errors import InputError, RotatorError
@@ -86,7 +86,8 @@ def current_plan(deployment: Deployment, secret: str, mode: Mode = Mode.PLANNED)
 def plan_key(secret: str, mode: Mode) -> str:
     """A secret's entry among the published plans: a compromise has its own when it
     differs (sessions revoked, the signing key replaced at once)."""
-    if mode is Mode.COMPROMISE and get_secret(secret).signs_sessions:
+    known = CATALOGUE.get(secret)
+    if mode is Mode.COMPROMISE and known is not None and known.signs_sessions:
         return f"{secret}@{mode.value}"
     return secret
 

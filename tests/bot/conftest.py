@@ -19,6 +19,7 @@ from rq.registry import ScheduledJobRegistry
 from slack_bolt import App
 
 from bot.app import build_app
+from core.catalogue import Mode
 from core.digest import PlanBasis
 from core.errors import UnknownSecret
 from core.plan import Plan
@@ -32,7 +33,7 @@ from tests.slack_fake import (
 )
 from workers.config import Settings, parse_config
 from workers.connection import SERIALIZER, make_queue, make_slack_client
-from workers.plans import PlanBook, PublishedPlan
+from workers.plans import PlanBook, PublishedPlan, plan_key
 from workers.sealed import generate_keypair
 from workers.store import RequestStatus, RequestStore, RotationRequest
 
@@ -102,7 +103,8 @@ def publish_plans(redis: Redis, deployment: str, when: datetime | None = None) -
     for name in SECRETS:
         plan = fake_plan(name)
         basis = PlanBasis(name, plan.env_keys, plan.services, plan.db_roles, "e" * 64, "c" * 64)
-        plans[name] = PublishedPlan(plan, basis, at)
+        for mode in Mode:  # an emergency's compromise plan has its own entry where it differs
+            plans[plan_key(name, mode)] = PublishedPlan(plan, basis, at)
     PlanBook(redis).publish(deployment, plans, at=at)
 
 
