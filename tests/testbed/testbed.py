@@ -3,15 +3,12 @@
     tb = Testbed.create(tmp_path, port_base=25400, project_name="tb-auth")
     tb.up()
     try:
-        assert tb.http("GET", "/rest/v1/x", {"apikey": tb.env()["ANON_KEY"]}).status == 200
+        assert tb.http("GET", "/rest/v1/items", {"apikey": tb.env()["ANON_KEY"]}).status == 200
     finally:
         tb.down()
 
 The compose command is ROTATOR_COMPOSE_COMMAND (split like a shell would), else
-`docker-compose`. Compose v1 cannot read two things the upstream file uses, so for v1
-the copy is adjusted the way upstream's comments suggest for Podman: the top-level
-`name:` becomes COMPOSE_PROJECT_NAME in .env, and nested `${A:-${B}}` defaults become
-plain references.
+`docker compose` (Compose v2, which upstream's files need).
 """
 
 from __future__ import annotations
@@ -29,11 +26,20 @@ import subprocess
 import tempfile
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tests.testbed.timing import Timing, placeholders
+
 TEMPLATE = Path(__file__).resolve().parent / "project"
+UPSTREAM_DB_SQL = Path(__file__).resolve().parents[3] / "shared/reference/supabase-docker/volumes/db"
+"""Upstream's volumes/db/*.sql (../shared beside the repository). Where present, the db
+container mounts these read-only instead of the template's own fallbacks."""
+UPSTREAM_SQL_FILES = ("webhooks.sql", "jwt.sql", "_supabase.sql", "logs.sql", "pooler.sql")
+"""roles.sql and realtime.sql are not in ../shared (see its SOURCE.md): always the template's."""
+READ_ONLY_PASSWORD_LINE = "ALTER USER supabase_read_only_user WITH PASSWORD :'pgpass';\n"
 DEFAULT_IMAGE = os.environ.get("TESTBED_IMAGE", "rotator-testbed") + ":latest"
 """build-images.sh tags its build NAME:latest, NAME from TESTBED_IMAGE, so checkouts side by side
 can each run their own image."""
@@ -51,11 +57,15 @@ PORT_OFFSETS = {
     "storage": 8,
     "imgproxy": 9,
     "meta": 10,
-    "functions": 11,
-    "supavisor": 12,
+    "meta-admin": 11,  # postgres-meta opens PG_META_PORT + 1 too (metrics)
+    "functions": 12,
+    "supavisor": 13,
+    "analytics": 14,
+    "vector": 15,
 }
 PORT_LOCKS = Path(tempfile.gettempdir()) / "rotator-testbed-ports"
 HEALTH_PATHS = {"rest": "/ready", "storage": "/status", "supavisor": "/api/health"}
+LOGS_COMPOSE_FILE = "docker-compose.logs.yml"
 DB_CONTAINER_SOCKET = "/var/run/postgresql"
 
 
@@ -83,7 +93,7 @@ def image_exists(image: str = DEFAULT_IMAGE) -> bool:
 
 
 def compose_command() -> list[str]:
-    return shlex.split(os.environ.get("ROTATOR_COMPOSE_COMMAND", "docker-compose"))
+    return shlex.split(os.environ.get("ROTATOR_COMPOSE_COMMAND", "docker compose"))
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -115,6 +125,7 @@ class Testbed:
     port_base: int
     container_prefix: str
     compose: list[str]
+    timing: Timing = "fast"
 
     @classmethod
     def create(
@@ -126,6 +137,10 @@ class Testbed:
         container_prefix: str | None = None,
         image: str | None = None,
         new_api_keys: bool = False,
+        logs: bool = False,
+        read_only_password: bool = False,
+        timing: Timing = "fast",
+        upstream_sql: bool = True,
     ) -> Testbed:
         """Copy the template into tmpdir/<project_name> and render it.
 
@@ -133,64 +148,90 @@ class Testbed:
         ROTATOR_TESTBED_PORT_BASE (default 25400) is claimed, with a lock file that
         down() releases, so concurrent test processes get different blocks.
 
-        container_prefix defaults to "<project_name>-" so testbeds can run side by side;
-        pass "" for upstream's exact container names. new_api_keys=True fills in the
-        opaque and asymmetric keys as utils/add-new-auth-keys.sh does.
+        - container_prefix defaults to "<project_name>-" so testbeds can run side by side;
+          pass "" for upstream's exact container names.
+        - new_api_keys: what utils/add-new-auth-keys.sh does: the opaque and asymmetric keys
+          in .env, and the four JWKS lines of docker-compose.yml uncommented.
+        - logs: docker-compose.logs.yml (analytics, vector) added through COMPOSE_FILE.
+        - read_only_password: roles.sql gives supabase_read_only_user POSTGRES_PASSWORD too,
+          as some installs do (upstream leaves it without one).
+        - timing: "real" makes each stand-in take the real service's start-up time and
+          uses upstream's health-check intervals; "fast" neither (timing.py).
+        - upstream_sql: mount upstream's volumes/db/*.sql from ../shared when it is there
+          (see `sql_source`); False, or no ../shared, uses the template's own.
         """
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", project_name):
             raise TestbedError(f"project name {project_name!r}: use [a-z0-9_-] only")
+        values = placeholders(timing)  # refuses an unknown timing before anything is made
         base = _claim_ports(port_base)
         try:
             directory = Path(tmpdir) / project_name
             shutil.copytree(TEMPLATE, directory)
             prefix = f"{project_name}-" if container_prefix is None else container_prefix
-            tb = cls(directory, project_name, base, prefix, compose_command())
-            tb._render(
-                image or os.environ.get("ROTATOR_TESTBED_IMAGE", DEFAULT_IMAGE), new_api_keys
-            )
+            tb = cls(directory, project_name, base, prefix, compose_command(), timing)
+            image = image or os.environ.get("ROTATOR_TESTBED_IMAGE", DEFAULT_IMAGE)
+            tb._render({"IMAGE": image, **values}, new_api_keys=new_api_keys, logs=logs)
+            if read_only_password:
+                with (directory / "volumes/db/roles.sql").open("a") as roles:
+                    roles.write(READ_ONLY_PASSWORD_LINE)
+            if upstream_sql and all((UPSTREAM_DB_SQL / f).is_file() for f in UPSTREAM_SQL_FILES):
+                tb._mount_upstream_sql()
         except BaseException:
             (PORT_LOCKS / str(base)).unlink(missing_ok=True)
             raise
         return tb
 
-    def _render(self, image: str, new_api_keys: bool) -> None:
+    def _render(self, values: dict[str, str], *, new_api_keys: bool, logs: bool) -> None:
         tokens = {
             "PROJECT_NAME": self.project_name,
             "CONTAINER_PREFIX": self.container_prefix,
-            "IMAGE": image,
+            **values,
             **{f"PORT_{k.upper().replace('-', '_')}": str(self.port(k)) for k in PORT_OFFSETS},
         }
-        compose_file, env_file = self.directory / "docker-compose.yml", self.directory / ".env"
-        compose, env = compose_file.read_text(), env_file.read_text()
-        for name, value in tokens.items():
-            compose = compose.replace(f"@@{name}@@", value)
-            env = env.replace(f"@@{name}@@", value)
+        env_file = self.directory / ".env"
+        env = env_file.read_text()
+        for name in ("docker-compose.yml", LOGS_COMPOSE_FILE):
+            path = self.directory / name
+            text = path.read_text()
+            for token, value in tokens.items():
+                text = text.replace(f"@@{token}@@", value)
+            if new_api_keys and name == "docker-compose.yml":
+                # add-new-auth-keys.sh uncomments these four in docker-compose.yml
+                text = re.sub(
+                    r"(?m)^(\s*)#(GOTRUE_JWT_KEYS|API_JWT_JWKS|JWT_JWKS|SUPABASE_JWKS):",
+                    r"\1\2:",
+                    text,
+                )
+            path.write_text(text)
+        for token, value in tokens.items():
+            env = env.replace(f"@@{token}@@", value)
         if new_api_keys:
-            env = _replace_env_values(env, _new_api_keys(read_env(env_file)["JWT_SECRET"]))
-            # add-new-auth-keys.sh uncomments these four in docker-compose.yml
-            compose = re.sub(
-                r"(?m)^(\s*)#(GOTRUE_JWT_KEYS|API_JWT_JWKS|JWT_JWKS|SUPABASE_JWKS):",
-                r"\1\2:",
-                compose,
+            env = _replace_env_values(env, _new_api_keys(parse_env(env)["JWT_SECRET"]))
+        if logs:  # as upstream enables its overrides
+            env = _replace_env_values(
+                env, {"COMPOSE_FILE": f"docker-compose.yml:{LOGS_COMPOSE_FILE}"}
             )
-        if self.compose_major_version() < 2:
-            compose = re.sub(r"(?m)^name: .*\n", "", compose)
-            env = env.replace(
-                "COMPOSE_FILE=docker-compose.yml\n",
-                f"COMPOSE_FILE=docker-compose.yml\nCOMPOSE_PROJECT_NAME={self.project_name}\n",
-            )
-            jwks_set = "JWT_JWKS=\n" not in env
-            compose = compose.replace(
-                "${JWT_JWKS:-${JWT_SECRET}}", "${JWT_JWKS}" if jwks_set else "${JWT_SECRET}"
-            )
-            compose = compose.replace('${JWT_JWKS:-{"keys":[]}}', "${JWT_JWKS}")
-        compose_file.write_text(compose)
         env_file.write_text(env)
         env_file.chmod(0o600)
 
-    def compose_major_version(self) -> int:
-        result = self._run([*self.compose, "version", "--short"])
-        return int(result.stdout.strip().lstrip("v").split(".")[0])
+    def _mount_upstream_sql(self) -> None:
+        """Point the db's init mounts at upstream's own files, read-only."""
+        path = self.directory / "docker-compose.yml"
+        text = path.read_text()
+        for name in UPSTREAM_SQL_FILES:
+            source = f"- ./volumes/db/{name}:"
+            line = next(line for line in text.splitlines() if source in line)
+            target = line.split(":", 2)[1]  # "- ./volumes/db/x.sql:/docker-entrypoint...:Z"
+            text = text.replace(line, line.split("-", 1)[0] + f"- {UPSTREAM_DB_SQL / name}:{target}:ro")
+        path.write_text(text)
+
+    @property
+    def sql_source(self) -> str:
+        """Where the db's init SQL comes from: upstream's files, or the testbed's own."""
+        text = (self.directory / "docker-compose.yml").read_text()
+        if str(UPSTREAM_DB_SQL) in text:
+            return f"upstream {UPSTREAM_DB_SQL} (roles.sql, realtime.sql: the testbed's)"
+        return "the testbed's own volumes/db/*.sql (../shared absent or upstream_sql=False)"
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -433,7 +474,7 @@ def _new_api_keys(jwt_secret: str) -> dict[str, str]:
 
     private = ec.generate_private_key(ec.SECP256R1())
     numbers = private.private_numbers()
-    kid = secrets.token_hex(16)
+    kid = str(uuid.uuid4())  # crypto.randomUUID(), as add-new-auth-keys.sh
     public_jwk = {"kty": "EC", "kid": kid, "use": "sig", "alg": "ES256", "ext": True,
                   "crv": "P-256", "x": b64url(numbers.public_numbers.x.to_bytes(32, "big")),
                   "y": b64url(numbers.public_numbers.y.to_bytes(32, "big"))}  # fmt: skip
