@@ -2,8 +2,9 @@
 
 One testbed for the module (tests run in file order; each rotation leaves the deployment
 consistent for the next), plus one with the opaque and asymmetric keys filled in and one
-driven by Compose v1, each for its own class. What every rotation must prove is in
-`Rotation.check` (conftest.py).
+with the real services' start-up times, each for its own class. What every rotation must
+prove is in `Rotation.check` and `Rig.finished` (conftest.py), the official client's probe
+before and after included.
 """
 
 from __future__ import annotations
@@ -241,15 +242,12 @@ class TestWithOpaqueAndAsymmetricKeys:
         keys_rig.rotate("all", keys=(*ALL, *OPAQUE, *JWK_SETS)).check()
 
 
-# --------------------------------------------------------------------------- compose v1
+# --------------------------------------------------------------------------- real timing
 
 
-class TestWithComposeV1:
-    """The same command with Debian's docker-compose 1.29 instead of `docker compose`."""
+class TestWithRealStartUpTimes:
+    """The stand-ins take as long to start as the real services, and compose checks them at
+    upstream's intervals: the restart pass waits for Realtime and Supavisor, the slowest."""
 
-    def test_dashboard_password(self, v1_rig: Rig) -> None:
-        v1_rig.rotate("dashboard-password", keys=DASHBOARD).check()
-
-    def test_postgres_password(self, v1_rig: Rig) -> None:
-        """Three depends_on levels recreated, the database included."""
-        v1_rig.rotate("postgres-password", keys=POSTGRES).check()
+    def test_secret_key_base(self, real_timing_rig: Rig) -> None:
+        real_timing_rig.rotate("secret-key-base", keys=SECRET_KEY_BASE).check()
