@@ -64,7 +64,16 @@ def _token_header(token: str) -> str:
 
 
 def probe(tb: Testbed, label: str, previous: ProbeReport | None = None) -> ProbeReport:
-    from supabase import ClientOptions, create_client
+    import httpx
+
+    # One HTTP client for every part of the Supabase clients, closed when the probe ends.
+    with httpx.Client(timeout=15) as http:
+        return _probe(tb, label, previous, http)
+
+
+def _probe(tb: Testbed, label: str, previous: ProbeReport | None, http: Any) -> ProbeReport:
+    from supabase import create_client
+    from supabase.lib.client_options import SyncClientOptions
 
     env = tb.env()
     key_name = "SUPABASE_PUBLISHABLE_KEY" if env.get("SUPABASE_PUBLISHABLE_KEY") else "ANON_KEY"
@@ -83,7 +92,9 @@ def probe(tb: Testbed, label: str, previous: ProbeReport | None = None) -> Probe
         return True
 
     def client() -> Any:
-        options = ClientOptions(auto_refresh_token=False, persist_session=False)
+        options = SyncClientOptions(
+            auto_refresh_token=False, persist_session=False, httpx_client=http
+        )
         return create_client(url, env[key_name], options)
 
     app = client()

@@ -24,16 +24,16 @@ class ServiceTiming:
 
 
 REAL: dict[str, ServiceTiming] = {
-    "studio": ServiceTiming(12.0, "5s"),
+    "studio": ServiceTiming(20.0, "5s"),
     "api-gw": ServiceTiming(2.0, "10s"),
     "auth": ServiceTiming(2.0, "5s"),
     "rest": ServiceTiming(1.0, "5s"),
-    "realtime": ServiceTiming(9.0, "30s"),
-    "storage": ServiceTiming(4.0, "5s"),
+    "realtime": ServiceTiming(10.0, "30s"),
+    "storage": ServiceTiming(5.0, "5s"),
     "imgproxy": ServiceTiming(0.5, "5s"),
     "functions": ServiceTiming(2.0, "5s"),
-    "supavisor": ServiceTiming(12.0, "10s"),
-    "analytics": ServiceTiming(20.0, "5s"),
+    "supavisor": ServiceTiming(15.0, "10s"),
+    "analytics": ServiceTiming(25.0, "5s"),
     "vector": ServiceTiming(1.0, "5s"),
     "db": ServiceTiming(0.0, "5s"),  # real PostgreSQL: its own time
 }

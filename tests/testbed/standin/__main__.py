@@ -9,18 +9,18 @@ import sys
 import time
 from collections.abc import Callable
 
-from standin.analytics import Analytics, Vector
-from standin.auth import Auth
-from standin.functions import Functions
-from standin.gateway import Gateway
-from standin.imgproxy import Imgproxy
-from standin.pooler import Supavisor
-from standin.realtime import Realtime
-from standin.rest import Rest
-from standin.service import Env, Service
-from standin.storage import Storage
-from standin.studio import Studio
-from standin.web import serve
+from .analytics import Analytics, Vector
+from .auth import Auth
+from .functions import Functions
+from .gateway import Gateway
+from .imgproxy import Imgproxy
+from .pooler import Supavisor
+from .realtime import Realtime
+from .rest import Rest
+from .service import Env, Service
+from .storage import Storage
+from .studio import Studio
+from .web import serve
 
 SERVICES: dict[str, Callable[[Env], Service]] = {
     "auth": Auth,

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from standin.db import Conninfo, db_error, db_login, db_run, wait_for_db
-from standin.service import Route, Service
-from standin.web import Reply, Request, http_call
+from .db import Conninfo, db_error, db_login, db_run, wait_for_db
+from .service import Route, Service
+from .web import Reply, Request, http_call
 
 DEFAULT_EMAIL = "default@logflare.app"
 PUBLIC, PRIVATE = "auto-generated ingest token", "auto-generated private token"

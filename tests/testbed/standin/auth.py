@@ -20,10 +20,10 @@ from typing import Any
 
 import bcrypt  # type: ignore[import-not-found,unused-ignore]
 
-from standin.db import Conninfo, db_error, db_run, wait_for_db
-from standin.service import Route, Service
-from standin.tokens import Claims, GoTrueKeys, JwtError, KeyConfigError
-from standin.web import Reply, Request
+from .db import Conninfo, db_error, db_run, wait_for_db
+from .service import Route, Service
+from .tokens import Claims, GoTrueKeys, JwtError, KeyConfigError
+from .web import Reply, Request
 
 MIGRATIONS = """
 create table if not exists auth.sessions (

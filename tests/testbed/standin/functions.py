@@ -7,10 +7,10 @@ runs.
 
 from __future__ import annotations
 
-from standin.db import Conninfo
-from standin.service import Service
-from standin.tokens import Claims, Jwk, KeyConfigError, parse_key_set, verify_functions
-from standin.web import Reply, Request
+from .db import Conninfo
+from .service import Service
+from .tokens import Claims, Jwk, KeyConfigError, parse_key_set, verify_functions
+from .web import Reply, Request
 
 
 class Functions(Service):

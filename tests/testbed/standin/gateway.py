@@ -25,8 +25,8 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 
-from standin.service import Env, Service
-from standin.web import Reply, Request, basic_auth_matches, http_call
+from .service import Env, Service
+from .web import Reply, Request, basic_auth_matches, http_call
 
 OPEN, PROTECTED, DENIED, STUDIO = "open", "protected", "denied", "studio"
 
@@ -183,8 +183,8 @@ class Gateway(Service):
         if query:
             url += "?" + query
         status, data, upstream_headers = http_call(method, url, headers, body or None)
-        passed = {k: v for k, v in upstream_headers.items()
-                  if k in ("content-type", "content-range", "www-authenticate")}  # fmt: skip
+        names = {"content-type": "Content-Type", "content-range": "Content-Range"}
+        passed = {names[k]: v for k, v in upstream_headers.items() if k in names}
         ctype = upstream_headers.get("content-type", "")
         if "json" in ctype:
             try:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from standin.service import Service
-from standin.web import Reply, Request
+from .service import Service
+from .web import Reply, Request
 
 
 class Imgproxy(Service):

@@ -23,11 +23,11 @@ import struct
 import threading
 from collections.abc import Mapping
 
-from standin.db import Conninfo, db_error, db_login, db_run, wait_for_db
-from standin.seal import SealError, vault_decrypt, vault_encrypt, vault_key
-from standin.service import Route, Service
-from standin.tokens import Jwk, JwtError, parse_token, signature_valid, check_claims
-from standin.web import Reply, Request
+from .db import Conninfo, db_error, db_login, db_run, wait_for_db
+from .seal import SealError, vault_decrypt, vault_encrypt, vault_key
+from .service import Route, Service
+from .tokens import Jwk, JwtError, parse_token, signature_valid, check_claims
+from .web import Reply, Request
 
 SCHEMA = [
     ("""create table if not exists _supavisor.tenants (

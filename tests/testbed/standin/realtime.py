@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from standin.db import db_error, db_login, db_run, wait_for_db
-from standin.seal import SealError, realtime_decrypt, realtime_encrypt
-from standin.service import Route, Service
-from standin.tokens import Claims, JwtError, KeyConfigError, parse_key_set, verify_realtime
-from standin.web import Reply, Request
+from .db import db_error, db_login, db_run, wait_for_db
+from .seal import SealError, realtime_decrypt, realtime_encrypt
+from .service import Route, Service
+from .tokens import Claims, JwtError, KeyConfigError, parse_key_set, verify_realtime
+from .web import Reply, Request
 
 TENANT = "realtime-dev"
 TABLE = """create table if not exists _realtime.tenants (

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from standin.db import Conninfo, connect, db_error, wait_for_db
-from standin.service import Service
-from standin.tokens import Claims, JwtError, KeyConfigError, postgrest_keys, verify_postgrest
-from standin.web import Reply, Request
+from .db import Conninfo, connect, db_error, wait_for_db
+from .service import Service
+from .tokens import Claims, JwtError, KeyConfigError, postgrest_keys, verify_postgrest
+from .web import Reply, Request
 
 OPERATORS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=",
              "like": "like", "ilike": "ilike", "is": "is"}  # fmt: skip

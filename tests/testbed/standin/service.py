@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from standin.db import Conninfo, db_error, db_login
-from standin.seal import fingerprint
-from standin.tokens import Claims, JwtError
-from standin.web import Reply, Request
+from .db import Conninfo, db_error, db_login
+from .seal import fingerprint
+from .tokens import Claims, JwtError
+from .web import Reply, Request
 
 Env = Mapping[str, str]
 Route = Callable[[Request], Reply]

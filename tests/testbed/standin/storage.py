@@ -7,10 +7,10 @@ one checks SigV4 signatures made with them).
 
 from __future__ import annotations
 
-from standin.db import Conninfo
-from standin.service import Route, Service
-from standin.tokens import Claims, Jwk, KeyConfigError, parse_key_set, verify_storage
-from standin.web import Reply, Request, basic_auth_matches
+from .db import Conninfo
+from .service import Route, Service
+from .tokens import Claims, Jwk, KeyConfigError, parse_key_set, verify_storage
+from .web import Reply, Request, basic_auth_matches
 
 
 class Storage(Service):

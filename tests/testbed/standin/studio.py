@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 
-from standin.seal import cryptojs_encrypt
-from standin.service import Service
-from standin.tokens import Claims, Jwk, verify_storage
-from standin.web import Reply, Request, http_call
+from .seal import cryptojs_encrypt
+from .service import Service
+from .tokens import Claims, Jwk, verify_storage
+from .web import Reply, Request, http_call
 
 
 class Studio(Service):

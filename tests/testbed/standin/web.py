@@ -95,8 +95,10 @@ def serve(handle: Callable[[Request], Reply], port: int, name: str) -> None:
             else:
                 data, ctype = json.dumps(reply.body).encode(), "application/json"
             self.send_response(reply.status)
-            headers = {key.lower(): value for key, value in reply.headers.items()}
-            for key, value in {"content-type": ctype, **headers}.items():
+            headers = dict(reply.headers)
+            if not any(key.lower() == "content-type" for key in headers):
+                headers["Content-Type"] = ctype
+            for key, value in headers.items():
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
