@@ -172,8 +172,10 @@ def start_testbed(
     compose: str = COMPOSE_V2,
     new_api_keys: bool = False,
     timing: Timing = "fast",
+    logs: bool = False,
+    read_only_password: bool = False,
 ) -> Iterator[Rig]:
-    """Create and start a testbed; remove it afterwards."""
+    """Create and start a testbed (options: `Testbed.create`); remove it afterwards."""
     require_docker()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ROTATOR_COMPOSE_COMMAND", compose)
@@ -182,6 +184,8 @@ def start_testbed(
             project_name=f"{name}-{os.getpid()}",
             new_api_keys=new_api_keys,
             timing=timing,
+            logs=logs,
+            read_only_password=read_only_password,
         )
     try:
         tb.up(timeout=300 if timing == "real" else 180)

@@ -112,7 +112,7 @@ def _probe(tb: Testbed, label: str, previous: ProbeReport | None, http: Any) -> 
     def sign_in() -> str:
         response = app.auth.sign_in_with_password({"email": email, "password": password})
         state["session"] = response.session
-        return f"session {response.session.access_token and _token_header(response.session.access_token)}"
+        return f"session ({_token_header(response.session.access_token)})"
 
     def read(session_name: str) -> Callable[[], str]:
         def action() -> str:
@@ -138,8 +138,8 @@ def _probe(tb: Testbed, label: str, previous: ProbeReport | None, http: Any) -> 
         def refresh_previous() -> str:
             response = old.auth.refresh_session(previous.refresh_token)
             report.refresh_token = report.refresh_token or response.session.refresh_token
-            state["old"] = old
-            return f"session from {previous.label} refreshed ({_token_header(response.session.access_token)})"
+            header = _token_header(response.session.access_token)
+            return f"session from {previous.label} refreshed ({header})"
 
         if step(f"refresh the session from {previous.label}", refresh_previous):
             app = old

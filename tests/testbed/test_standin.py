@@ -7,11 +7,8 @@ verification the containers run is known to agree with real libraries.
 from __future__ import annotations
 
 import base64
-import json
 import re
-import time
 
-import jwt
 import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -62,10 +59,23 @@ def test_cryptojs_format_matches_openssl() -> None:
 
     sealed = seal.cryptojs_encrypt("hello testbed", "pass-phrase")
     opened = subprocess.run(
-        ["openssl", "enc", "-d", "-aes-256-cbc", "-md", "md5", "-a", "-A", "-pass",
-         "pass:pass-phrase"],
-        input=sealed, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            "openssl",
+            "enc",
+            "-d",
+            "-aes-256-cbc",
+            "-md",
+            "md5",
+            "-a",
+            "-A",
+            "-pass",
+            "pass:pass-phrase",
+        ],
+        input=sealed,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert opened.stdout == "hello testbed"
 
 
@@ -79,8 +89,8 @@ def test_vault_needs_a_32_byte_key_and_refuses_another() -> None:
 
 
 def test_realtime_needs_a_16_byte_key() -> None:
-    assert seal.realtime_decrypt(seal.realtime_encrypt("s", "0123456789abcdef"),
-                                 "0123456789abcdef") == "s"  # fmt: skip
+    key = "0123456789abcdef"
+    assert seal.realtime_decrypt(seal.realtime_encrypt("s", key), key) == "s"
     with pytest.raises(seal.SealError, match="16 bytes"):
         seal.realtime_encrypt("s", "short")
 
@@ -127,8 +137,14 @@ def test_gateway_follows_envoys_key_rules() -> None:
     keys = _new_api_keys(SECRET)
     with_keys = _gateway(**keys)
     # Unreachable upstream (port 9) means the request got past every check: 502.
-    assert with_keys.handle(_request("/pg/tables", {"apikey": keys["SUPABASE_SECRET_KEY"]})).status == 502
-    assert with_keys.handle(_request("/rest/v1/", {"apikey": keys["SUPABASE_SECRET_KEY"]})).status == 502
+    assert (
+        with_keys.handle(_request("/pg/tables", {"apikey": keys["SUPABASE_SECRET_KEY"]})).status
+        == 502
+    )
+    assert (
+        with_keys.handle(_request("/rest/v1/", {"apikey": keys["SUPABASE_SECRET_KEY"]})).status
+        == 502
+    )
     publishable = {"apikey": keys["SUPABASE_PUBLISHABLE_KEY"]}
     assert with_keys.handle(_request("/pg/tables", publishable)).status == 403
     assert with_keys.handle(_request("/rest/v1/items", publishable)).status == 502
@@ -141,7 +157,10 @@ def test_gateway_follows_envoys_key_rules() -> None:
     partial = _gateway(**{**keys, "ANON_KEY_ASYMMETRIC": ""})
     assert partial.handle(_request("/rest/v1/items", publishable)).status == 401
     assert partial.handle(_request("/functions/v1/hello", publishable)).status == 502
-    assert with_keys.handle(_request("/functions/v1/hello", {"apikey": "sb_secret_nope"})).status == 401
+    assert (
+        with_keys.handle(_request("/functions/v1/hello", {"apikey": "sb_secret_nope"})).status
+        == 401
+    )
 
 
 def _rendered_template() -> dict[str, object]:

@@ -205,22 +205,34 @@ def test_pooler_keeps_its_tenant_password_until_its_schema_is_dropped(testbed: T
 
 
 def test_the_database_is_set_up_like_a_supabase_install(testbed: Testbed) -> None:
-    assert testbed.psql("select count(*) from pg_namespace where nspname in"
-                        " ('auth', 'storage', 'extensions', 'supabase_functions', 'net',"
-                        " 'realtime', '_realtime', 'pgbouncer', 'graphql_public')") == "9\n"  # fmt: skip
-    assert testbed.psql("select nspname || '=' || nspowner::regrole from pg_namespace"
-                        " where nspname in ('_analytics', '_supavisor') order by 1",
-                        dbname="_supabase").split() == [
-        "_analytics=supabase_admin", "_supavisor=supabase_admin"]  # fmt: skip
-    owners = testbed.psql("select nspname || '=' || nspowner::regrole from pg_namespace"
-                          " where nspname in ('auth', 'storage') order by 1").split()  # fmt: skip
+    assert (
+        testbed.psql(
+            "select count(*) from pg_namespace where nspname in"
+            " ('auth', 'storage', 'extensions', 'supabase_functions', 'net',"
+            " 'realtime', '_realtime', 'pgbouncer', 'graphql_public')"
+        )
+        == "9\n"
+    )
+    assert testbed.psql(
+        "select nspname || '=' || nspowner::regrole from pg_namespace"
+        " where nspname in ('_analytics', '_supavisor') order by 1",
+        dbname="_supabase",
+    ).split() == ["_analytics=supabase_admin", "_supavisor=supabase_admin"]
+    owners = testbed.psql(
+        "select nspname || '=' || nspowner::regrole from pg_namespace"
+        " where nspname in ('auth', 'storage') order by 1"
+    ).split()
     assert owners == ["auth=supabase_auth_admin", "storage=supabase_storage_admin"]
-    setting = testbed.psql("select setconfig from pg_db_role_setting s join pg_database d"
-                           " on d.oid = s.setdatabase where d.datname = 'postgres'")  # fmt: skip
+    setting = testbed.psql(
+        "select setconfig from pg_db_role_setting s join pg_database d"
+        " on d.oid = s.setdatabase where d.datname = 'postgres'"
+    )
     assert f"app.settings.jwt_exp={testbed.env()['JWT_EXPIRY']}" in setting
     assert "jwt_secret" not in setting  # removed upstream in 0.8.2
-    read_only = testbed.psql("select rolcanlogin, rolpassword is null from pg_authid"
-                             " where rolname = 'supabase_read_only_user'")  # fmt: skip
+    read_only = testbed.psql(
+        "select rolcanlogin, rolpassword is null from pg_authid"
+        " where rolname = 'supabase_read_only_user'"
+    )
     assert read_only == "t|t\n"  # LOGIN, no password, as upstream leaves it
     if "upstream" in testbed.sql_source:  # webhooks.sql's own migration rows
         versions = testbed.psql("select version from supabase_functions.migrations").split()
@@ -230,28 +242,48 @@ def test_the_database_is_set_up_like_a_supabase_install(testbed: Testbed) -> Non
 def test_studio_reaches_the_real_postgres_meta_with_its_key(testbed: Testbed) -> None:
     env = testbed.env()
     assert testbed.health("studio").status == 200
-    url = (f"postgresql://postgres:{env['POSTGRES_PASSWORD']}@127.0.0.1:"
-           f"{testbed.port('db')}/postgres")  # fmt: skip
+    url = (
+        f"postgresql://postgres:{env['POSTGRES_PASSWORD']}@127.0.0.1:{testbed.port('db')}/postgres"
+    )
     query = b'{"query": "select current_user"}'
-    good = testbed.http("POST", "/pg/query", {
-        "apikey": env["SERVICE_ROLE_KEY"], "content-type": "application/json",
-        "x-connection-encrypted": cryptojs_encrypt(url, env["PG_META_CRYPTO_KEY"])}, query)  # fmt: skip
+    good = testbed.http(
+        "POST",
+        "/pg/query",
+        {
+            "apikey": env["SERVICE_ROLE_KEY"],
+            "content-type": "application/json",
+            "x-connection-encrypted": cryptojs_encrypt(url, env["PG_META_CRYPTO_KEY"]),
+        },
+        query,
+    )
     assert (good.status, good.json()) == (200, [{"current_user": "postgres"}])
-    wrong = testbed.http("POST", "/pg/query", {
-        "apikey": env["SERVICE_ROLE_KEY"], "content-type": "application/json",
-        "x-connection-encrypted": cryptojs_encrypt(url, "another-key-of-32-characters-!!")},
-        query)  # fmt: skip
+    wrong = testbed.http(
+        "POST",
+        "/pg/query",
+        {
+            "apikey": env["SERVICE_ROLE_KEY"],
+            "content-type": "application/json",
+            "x-connection-encrypted": cryptojs_encrypt(url, "another-key-of-32-characters-!!"),
+        },
+        query,
+    )
     assert wrong.status == 500
-    assert wrong.json()["error"] in ("failed to get upstream connection details",
-                                     "failed to process upstream connection details")  # fmt: skip
+    assert wrong.json()["error"] in (
+        "failed to get upstream connection details",
+        "failed to process upstream connection details",
+    )
 
 
 def test_the_pooler_admits_tenant_users_and_postgresql_checks_their_password(
     testbed: Testbed,
 ) -> None:
     env = testbed.env()
-    address = {"host": "127.0.0.1", "port": testbed.port("pooler-transaction"),
-               "dbname": env["POSTGRES_DB"], "connect_timeout": 5}  # fmt: skip
+    address = {
+        "host": "127.0.0.1",
+        "port": testbed.port("pooler-transaction"),
+        "dbname": env["POSTGRES_DB"],
+        "connect_timeout": 5,
+    }
     user = f"postgres.{env['POOLER_TENANT_ID']}"
     with psycopg.connect(**address, user=user, password=env["POSTGRES_PASSWORD"]) as conn:
         assert conn.execute("select current_user").fetchone() == ("postgres",)

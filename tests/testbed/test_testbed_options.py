@@ -16,7 +16,13 @@ import pytest
 
 from tests.conftest import service_missing
 from tests.testbed.client_probe import probe
-from tests.testbed.testbed import DEFAULT_IMAGE, Testbed, _replace_env_values, _request, image_exists
+from tests.testbed.testbed import (
+    DEFAULT_IMAGE,
+    Testbed,
+    _replace_env_values,
+    _request,
+    image_exists,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -28,8 +34,13 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
         service_missing("no Docker engine (docker info failed)")
     if not image_exists():
         service_missing(f"image {DEFAULT_IMAGE} not built (tests/testbed/build-images.sh)")
-    tb = Testbed.create(tmp_path_factory.mktemp("options"), project_name=f"tbopt-{os.getpid()}",
-                        new_api_keys=True, logs=True, read_only_password=True)  # fmt: skip
+    tb = Testbed.create(
+        tmp_path_factory.mktemp("options"),
+        project_name=f"tbopt-{os.getpid()}",
+        new_api_keys=True,
+        logs=True,
+        read_only_password=True,
+    )
     try:
         tb.up(timeout=180)
         yield tb
@@ -58,23 +69,31 @@ def test_the_publishable_key_reaches_rest_as_the_asymmetric_anon_key(testbed: Te
     env = testbed.env()
     rows = testbed.http("GET", "/rest/v1/items", {"apikey": env["SUPABASE_PUBLISHABLE_KEY"]})
     assert rows.status == 200 and len(rows.json()) >= 2
-    assert testbed.http("GET", "/rest/v1/items",
-                        {"apikey": env["ANON_KEY_ASYMMETRIC"]}).status == 401  # fmt: skip
+    assert (
+        testbed.http("GET", "/rest/v1/items", {"apikey": env["ANON_KEY_ASYMMETRIC"]}).status == 401
+    )
     assert testbed.http("GET", "/pg/tables", {"apikey": env["SUPABASE_SECRET_KEY"]}).status == 200
 
 
 def test_the_read_only_user_can_log_in_when_given_the_password(testbed: Testbed) -> None:
     env = testbed.env()
     host, port = testbed.db_address()
-    with psycopg.connect(host=host, port=port, user="supabase_read_only_user", dbname="postgres",
-                         password=env["POSTGRES_PASSWORD"], connect_timeout=5) as conn:  # fmt: skip
+    with psycopg.connect(
+        host=host,
+        port=port,
+        user="supabase_read_only_user",
+        dbname="postgres",
+        password=env["POSTGRES_PASSWORD"],
+        connect_timeout=5,
+    ) as conn:
         assert conn.execute("select count(*) from public.items").fetchone() == (2,)
 
 
 def _ingest(testbed: Testbed, key: str) -> int:
     url = testbed.service_url("analytics") + "/api/logs?source_name=test"
-    return _request("POST", url, {"x-api-key": key, "content-type": "application/json"},
-                    b'[{"message": "hi"}]').status  # fmt: skip
+    return _request(
+        "POST", url, {"x-api-key": key, "content-type": "application/json"}, b'[{"message": "hi"}]'
+    ).status
 
 
 def _query(testbed: Testbed, key: str) -> int:

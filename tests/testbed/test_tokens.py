@@ -36,12 +36,22 @@ EC1, EC2 = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.S
 CLAIMS = {"role": "authenticated", "sub": "5b6a7e0e-8c2f-4c55-9e55-1a0c2c1c0a01"}
 
 
-def ec_jwk(key: ec.EllipticCurvePrivateKey, kid: str | None, *, private: bool = False,
-           ops: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
+def ec_jwk(
+    key: ec.EllipticCurvePrivateKey,
+    kid: str | None,
+    *,
+    private: bool = False,
+    ops: list[str] | None = None,
+) -> dict[str, Any]:
     numbers = key.private_numbers()
-    jwk: dict[str, Any] = {"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig",
-                           "x": b64url(numbers.public_numbers.x.to_bytes(32, "big")),
-                           "y": b64url(numbers.public_numbers.y.to_bytes(32, "big"))}  # fmt: skip
+    jwk: dict[str, Any] = {
+        "kty": "EC",
+        "crv": "P-256",
+        "alg": "ES256",
+        "use": "sig",
+        "x": b64url(numbers.public_numbers.x.to_bytes(32, "big")),
+        "y": b64url(numbers.public_numbers.y.to_bytes(32, "big")),
+    }
     if kid:
         jwk["kid"] = kid
     if private:
@@ -101,8 +111,13 @@ def functions(spec: str = UPSTREAM_JWKS, secret: str = SECRET) -> Callable[[str]
     return lambda t: verify_functions(t, secret, parse_key_set(spec))
 
 
-TWO_EC_KEYS = json.dumps([ec_jwk(EC1, "k1", private=True),
-                          ec_jwk(EC2, "k2", private=True, ops=["verify"]), oct_jwk(SECRET)])  # fmt: skip
+TWO_EC_KEYS = json.dumps(
+    [
+        ec_jwk(EC1, "k1", private=True),
+        ec_jwk(EC2, "k2", private=True, ops=["verify"]),
+        oct_jwk(SECRET),
+    ]
+)
 ROWS: list[tuple[str, Callable[[], Callable[[str], object]], Callable[[], str], bool]] = [
     # ES256 with a kid present in the set: everyone, by kid.
     ("es256 kid / gotrue", gotrue, lambda: es(EC1, "k1"), True),
@@ -124,59 +139,134 @@ ROWS: list[tuple[str, Callable[[], Callable[[str], object]], Callable[[], str], 
     ("es256 no kid / postgrest", postgrest, lambda: es(EC1, None), True),
     ("es256 no kid / realtime", realtime, lambda: es(EC1, None), False),
     ("es256 no kid / storage (set keys have kids)", storage, lambda: es(EC1, None), False),
-    ("es256 no kid / storage (kid-less key)", lambda: storage(jwks({**ec_jwk(EC1, None)})),
-     lambda: es(EC1, None), True),
-    ("es256 no kid / functions, two EC keys", lambda: functions(TWO_EC_JWKS),
-     lambda: es(EC1, None), False),
+    (
+        "es256 no kid / storage (kid-less key)",
+        lambda: storage(jwks({**ec_jwk(EC1, None)})),
+        lambda: es(EC1, None),
+        True,
+    ),
+    (
+        "es256 no kid / functions, two EC keys",
+        lambda: functions(TWO_EC_JWKS),
+        lambda: es(EC1, None),
+        False,
+    ),
     ("es256 no kid / functions, one EC key", functions, lambda: es(EC1, None), True),
     # HS256 without a kid (legacy anon/service_role keys, legacy sessions).
     ("hs256 no kid / gotrue, HS256 in JWT_KEYS", gotrue, lambda: hs(SECRET), True),
-    ("hs256 no kid / gotrue, no HS256 in JWT_KEYS",
-     lambda: gotrue(json.dumps([ec_jwk(EC1, "k1", private=True)])), lambda: hs(SECRET), False),
+    (
+        "hs256 no kid / gotrue, no HS256 in JWT_KEYS",
+        lambda: gotrue(json.dumps([ec_jwk(EC1, "k1", private=True)])),
+        lambda: hs(SECRET),
+        False,
+    ),
     ("hs256 no kid / gotrue, JWT_KEYS empty", lambda: gotrue(""), lambda: hs(SECRET), True),
-    ("hs256 no kid / postgrest, every oct key tried",
-     lambda: postgrest(jwks(oct_jwk(OTHER), oct_jwk(SECRET))), lambda: hs(SECRET), True),
+    (
+        "hs256 no kid / postgrest, every oct key tried",
+        lambda: postgrest(jwks(oct_jwk(OTHER), oct_jwk(SECRET))),
+        lambda: hs(SECRET),
+        True,
+    ),
     ("hs256 no kid / postgrest, plain secret", lambda: postgrest(SECRET), lambda: hs(SECRET), True),
-    ("hs256 no kid / realtime, only API_JWT_SECRET", lambda: realtime(secret=OTHER),
-     lambda: hs(SECRET), False),
-    ("hs256 no kid / storage, only AUTH_JWT_SECRET", lambda: storage(secret=OTHER),
-     lambda: hs(SECRET), False),
-    ("hs256 no kid / functions, only JWT_SECRET", lambda: functions(secret=OTHER),
-     lambda: hs(SECRET), False),
+    (
+        "hs256 no kid / realtime, only API_JWT_SECRET",
+        lambda: realtime(secret=OTHER),
+        lambda: hs(SECRET),
+        False,
+    ),
+    (
+        "hs256 no kid / storage, only AUTH_JWT_SECRET",
+        lambda: storage(secret=OTHER),
+        lambda: hs(SECRET),
+        False,
+    ),
+    (
+        "hs256 no kid / functions, only JWT_SECRET",
+        lambda: functions(secret=OTHER),
+        lambda: hs(SECRET),
+        False,
+    ),
     # HS256 with a kid.
-    ("hs256 kid / gotrue, oct key with that kid",
-     lambda: gotrue(json.dumps([ec_jwk(EC1, "k1", private=True), oct_jwk(OTHER, "h1")])),
-     lambda: hs(OTHER, "h1"), True),
-    ("hs256 unknown kid / gotrue, falls back to the secret", gotrue, lambda: hs(SECRET, "h9"),
-     True),
-    ("hs256 kid / postgrest, only the oct key with that kid", postgrest,
-     lambda: hs(SECRET, "h1"), False),
-    ("hs256 kid / postgrest, oct key with that kid", lambda: postgrest(jwks(oct_jwk(SECRET, "h1"))),
-     lambda: hs(SECRET, "h1"), True),
-    ("hs256 unknown kid / realtime, falls back to API_JWT_SECRET", realtime,
-     lambda: hs(SECRET, "h9"), True),
-    ("hs256 kid / realtime, oct key with that kid",
-     lambda: realtime(jwks(oct_jwk(OTHER, "h1")), secret=SECRET), lambda: hs(OTHER, "h1"), True),
-    ("hs256 kid / storage, a kid-less oct key captures it",
-     lambda: storage(jwks(oct_jwk(OTHER), oct_jwk(SECRET, "h1"))),
-     lambda: hs(SECRET, "h1"), False),
-    ("hs256 kid / storage, no oct key: AUTH_JWT_SECRET",
-     lambda: storage(jwks(ec_jwk(EC1, "k1"))), lambda: hs(SECRET, "h1"), True),
-    ("hs256 kid / functions, JWT_SECRET whatever the kid", functions,
-     lambda: hs(SECRET, "h1"), True),
-    ("hs256 kid / functions, the JWKS's oct key is ignored",
-     lambda: functions(jwks(oct_jwk(OTHER, "h1"))), lambda: hs(OTHER, "h1"), False),
+    (
+        "hs256 kid / gotrue, oct key with that kid",
+        lambda: gotrue(json.dumps([ec_jwk(EC1, "k1", private=True), oct_jwk(OTHER, "h1")])),
+        lambda: hs(OTHER, "h1"),
+        True,
+    ),
+    (
+        "hs256 unknown kid / gotrue, falls back to the secret",
+        gotrue,
+        lambda: hs(SECRET, "h9"),
+        True,
+    ),
+    (
+        "hs256 kid / postgrest, only the oct key with that kid",
+        postgrest,
+        lambda: hs(SECRET, "h1"),
+        False,
+    ),
+    (
+        "hs256 kid / postgrest, oct key with that kid",
+        lambda: postgrest(jwks(oct_jwk(SECRET, "h1"))),
+        lambda: hs(SECRET, "h1"),
+        True,
+    ),
+    (
+        "hs256 unknown kid / realtime, falls back to API_JWT_SECRET",
+        realtime,
+        lambda: hs(SECRET, "h9"),
+        True,
+    ),
+    (
+        "hs256 kid / realtime, oct key with that kid",
+        lambda: realtime(jwks(oct_jwk(OTHER, "h1")), secret=SECRET),
+        lambda: hs(OTHER, "h1"),
+        True,
+    ),
+    (
+        "hs256 kid / storage, a kid-less oct key captures it",
+        lambda: storage(jwks(oct_jwk(OTHER), oct_jwk(SECRET, "h1"))),
+        lambda: hs(SECRET, "h1"),
+        False,
+    ),
+    (
+        "hs256 kid / storage, no oct key: AUTH_JWT_SECRET",
+        lambda: storage(jwks(ec_jwk(EC1, "k1"))),
+        lambda: hs(SECRET, "h1"),
+        True,
+    ),
+    (
+        "hs256 kid / functions, JWT_SECRET whatever the kid",
+        functions,
+        lambda: hs(SECRET, "h1"),
+        True,
+    ),
+    (
+        "hs256 kid / functions, the JWKS's oct key is ignored",
+        lambda: functions(jwks(oct_jwk(OTHER, "h1"))),
+        lambda: hs(OTHER, "h1"),
+        False,
+    ),
     # Functions refuse a JWKS with private members (jose).
-    ("es256 / functions, private JWK in SUPABASE_JWKS",
-     lambda: functions(jwks(ec_jwk(EC1, "k1", private=True))), lambda: es(EC1, "k1"), False),
+    (
+        "es256 / functions, private JWK in SUPABASE_JWKS",
+        lambda: functions(jwks(ec_jwk(EC1, "k1", private=True))),
+        lambda: es(EC1, "k1"),
+        False,
+    ),
     # GoTrue's ValidMethods: only the algs of its keys.
-    ("es256 kid / gotrue, JWT_KEYS empty (HS256 only)", lambda: gotrue(""),
-     lambda: es(EC1, "k1"), False),
-]  # fmt: skip
+    (
+        "es256 kid / gotrue, JWT_KEYS empty (HS256 only)",
+        lambda: gotrue(""),
+        lambda: es(EC1, "k1"),
+        False,
+    ),
+]
 
 
-@pytest.mark.parametrize(("verifier", "token", "accepted"),
-                         [pytest.param(v, t, a, id=name) for name, v, t, a in ROWS])  # fmt: skip
+@pytest.mark.parametrize(
+    ("verifier", "token", "accepted"), [pytest.param(v, t, a, id=name) for name, v, t, a in ROWS]
+)
 def test_verification_table(
     verifier: Callable[[], Callable[[str], object]], token: Callable[[], str], accepted: bool
 ) -> None:
@@ -216,12 +306,14 @@ def test_gotrue_signs_with_the_one_sign_key_and_names_its_kid() -> None:
 @pytest.mark.parametrize(
     ("keys", "message"),
     [
-        (json.dumps([ec_jwk(EC1, "k1", private=True), ec_jwk(EC2, "k2", private=True)]),
-         "multiple signing keys"),
+        (
+            json.dumps([ec_jwk(EC1, "k1", private=True), ec_jwk(EC2, "k2", private=True)]),
+            "multiple signing keys",
+        ),
         (json.dumps([ec_jwk(EC1, "k1"), oct_jwk(SECRET)]), "no signing key"),
         ("[not json", "invalid JSON"),
     ],
-)  # fmt: skip
+)
 def test_gotrue_refuses_to_start_without_exactly_one_signing_key(keys: str, message: str) -> None:
     with pytest.raises(KeyConfigError, match=message):
         GoTrueKeys(SECRET, keys)

@@ -34,7 +34,9 @@ from typing import Any, ClassVar
 from tests.testbed.timing import Timing, placeholders
 
 TEMPLATE = Path(__file__).resolve().parent / "project"
-UPSTREAM_DB_SQL = Path(__file__).resolve().parents[3] / "shared/reference/supabase-docker/volumes/db"
+UPSTREAM_DB_SQL = (
+    Path(__file__).resolve().parents[3] / "shared/reference/supabase-docker/volumes/db"
+)
 """Upstream's volumes/db/*.sql (../shared beside the repository). Where present, the db
 container mounts these read-only instead of the template's own fallbacks."""
 UPSTREAM_SQL_FILES = ("webhooks.sql", "jwt.sql", "_supabase.sql", "logs.sql", "pooler.sql")
@@ -222,7 +224,9 @@ class Testbed:
             source = f"- ./volumes/db/{name}:"
             line = next(line for line in text.splitlines() if source in line)
             target = line.split(":", 2)[1]  # "- ./volumes/db/x.sql:/docker-entrypoint...:Z"
-            text = text.replace(line, line.split("-", 1)[0] + f"- {UPSTREAM_DB_SQL / name}:{target}:ro")
+            text = text.replace(
+                line, line.split("-", 1)[0] + f"- {UPSTREAM_DB_SQL / name}:{target}:ro"
+            )
         path.write_text(text)
 
     @property

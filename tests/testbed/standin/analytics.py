@@ -29,8 +29,13 @@ PUBLIC, PRIVATE = "auto-generated ingest token", "auto-generated private token"
 class Analytics(Service):
     def db_conninfo(self) -> Mapping[str, str]:
         env = self.env
-        return {"host": env["DB_HOSTNAME"], "port": env["DB_PORT"], "dbname": env["DB_DATABASE"],
-                "user": env["DB_USERNAME"], "password": env["DB_PASSWORD"]}  # fmt: skip
+        return {
+            "host": env["DB_HOSTNAME"],
+            "port": env["DB_PORT"],
+            "dbname": env["DB_DATABASE"],
+            "user": env["DB_USERNAME"],
+            "password": env["DB_PASSWORD"],
+        }
 
     @property
     def schema(self) -> str:
@@ -38,30 +43,59 @@ class Analytics(Service):
 
     def start(self) -> None:
         wait_for_db(self.db_conninfo())
-        s, env = self.schema, self.env
-        db_run(self.db_conninfo(), [
-            (f"create table if not exists {s}.users (id bigserial primary key,"
-             " email text unique not null, api_key text not null,"
-             " inserted_at timestamptz not null default now())", ()),
-            (f"create table if not exists {s}.oauth_access_tokens (id bigserial primary key,"
-             " token text not null, description text, scopes text not null,"
-             " resource_owner_id bigint, revoked_at timestamptz,"
-             " inserted_at timestamptz not null default now())", ()),
-            (f"create table if not exists {s}.source_backends (id bigserial primary key,"
-             " type text not null, config jsonb not null)", ()),
-            (f"insert into {s}.users (email, api_key) values (%s, %s)"
-             " on conflict (email) do nothing", (DEFAULT_EMAIL, env["LOGFLARE_PUBLIC_ACCESS_TOKEN"])),
-            (f"update {s}.oauth_access_tokens set revoked_at = now()"
-             " where description in (%s, %s) and revoked_at is null", (PUBLIC, PRIVATE)),
-            (f"insert into {s}.oauth_access_tokens (token, description, scopes) values"
-             " (%s, %s, 'ingest'), (%s, %s, 'ingest query private')",
-             (env["LOGFLARE_PUBLIC_ACCESS_TOKEN"], PUBLIC,
-              env["LOGFLARE_PRIVATE_ACCESS_TOKEN"], PRIVATE)),
-            (f"delete from {s}.source_backends where type = 'postgres'", ()),
-            (f"insert into {s}.source_backends (type, config) values ('postgres',"
-             " jsonb_build_object('url', %s::text, 'schema', %s::text))",
-             (env.get("POSTGRES_BACKEND_URL", ""), env.get("POSTGRES_BACKEND_SCHEMA", s))),
-        ])  # fmt: skip
+        env = self.env
+        db_run(
+            self.db_conninfo(),
+            [
+                (
+                    "create table if not exists users (id bigserial primary key,"
+                    " email text unique not null, api_key text not null,"
+                    " inserted_at timestamptz not null default now())",
+                    (),
+                ),
+                (
+                    "create table if not exists oauth_access_tokens (id bigserial primary key,"
+                    " token text not null, description text, scopes text not null,"
+                    " resource_owner_id bigint, revoked_at timestamptz,"
+                    " inserted_at timestamptz not null default now())",
+                    (),
+                ),
+                (
+                    "create table if not exists source_backends (id bigserial primary key,"
+                    " type text not null, config jsonb not null)",
+                    (),
+                ),
+                (
+                    "insert into users (email, api_key) values (%s, %s)"
+                    " on conflict (email) do nothing",
+                    (DEFAULT_EMAIL, env["LOGFLARE_PUBLIC_ACCESS_TOKEN"]),
+                ),
+                (
+                    "update oauth_access_tokens set revoked_at = now()"
+                    " where description in (%s, %s) and revoked_at is null",
+                    (PUBLIC, PRIVATE),
+                ),
+                (
+                    "insert into oauth_access_tokens (token, description, scopes) values"
+                    " (%s, %s, 'ingest'), (%s, %s, 'ingest query private')",
+                    (
+                        env["LOGFLARE_PUBLIC_ACCESS_TOKEN"],
+                        PUBLIC,
+                        env["LOGFLARE_PRIVATE_ACCESS_TOKEN"],
+                        PRIVATE,
+                    ),
+                ),
+                ("delete from source_backends where type = 'postgres'", ()),
+                (
+                    "insert into source_backends (type, config) values ('postgres',"
+                    " jsonb_build_object('url', %s::text, 'schema', %s::text))",
+                    (
+                        env.get("POSTGRES_BACKEND_URL", ""),
+                        env.get("POSTGRES_BACKEND_SCHEMA", self.schema),
+                    ),
+                ),
+            ],
+        )
 
     def check(self) -> str | None:
         reason = super().check()
@@ -76,12 +110,13 @@ class Analytics(Service):
     def key_accepted(self, key: str, scope: str) -> bool:
         if not key:
             return False
-        s = self.schema
-        rows = db_login(self.db_conninfo(),
-                        f"select exists (select 1 from {s}.users where api_key = %s)"
-                        f" or exists (select 1 from {s}.oauth_access_tokens where token = %s"
-                        " and revoked_at is null and position(%s in scopes) > 0)",
-                        (key, key, scope))  # fmt: skip
+        rows = db_login(
+            self.db_conninfo(),
+            "select exists (select 1 from users where api_key = %s)"
+            " or exists (select 1 from oauth_access_tokens where token = %s"
+            " and revoked_at is null and position(%s in scopes) > 0)",
+            (key, key, scope),
+        )
         return bool(rows[0][0])
 
     def routes(self) -> dict[str, Route]:
@@ -108,11 +143,15 @@ class Vector(Service):
         return {"/sink": self.sink}
 
     def sink(self, _request: Request) -> Reply:
-        status, body, _ = http_call(
-            "POST", self.env["LOGFLARE_URL"] + "/api/logs?source_name=testbed",
-            {"x-api-key": self.env.get("LOGFLARE_PUBLIC_ACCESS_TOKEN", ""),
-             "content-type": "application/json"}, b'[{"message": "testbed"}]',
-        )  # fmt: skip
+        status, _body, _ = http_call(
+            "POST",
+            self.env["LOGFLARE_URL"] + "/api/logs?source_name=testbed",
+            {
+                "x-api-key": self.env.get("LOGFLARE_PUBLIC_ACCESS_TOKEN", ""),
+                "content-type": "application/json",
+            },
+            b'[{"message": "testbed"}]',
+        )
         return Reply(200 if status == 200 else 502, {"analytics_status": status})
 
     def db_conninfo(self) -> Conninfo | None:

@@ -88,23 +88,34 @@ class Auth(Service):
         reason = self.check()
         if reason:
             return Reply(503, {"status": "unhealthy", "reason": reason})
-        return Reply(200, {"version": "testbed", "name": "GoTrue",
-                           "description": "GoTrue is a user registration and authentication API"})  # fmt: skip
+        return Reply(
+            200,
+            {
+                "version": "testbed",
+                "name": "GoTrue",
+                "description": "GoTrue is a user registration and authentication API",
+            },
+        )
 
     def _flag(self, name: str) -> bool:
         return self.env.get(name, "").lower() == "true"
 
     def settings(self, _request: Request) -> Reply:
-        return Reply(200, {
-            "external": {"email": self._flag("GOTRUE_EXTERNAL_EMAIL_ENABLED"),
-                         "phone": self._flag("GOTRUE_EXTERNAL_PHONE_ENABLED"),
-                         "anonymous_users": self._flag("GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED")},
-            "disable_signup": self._flag("GOTRUE_DISABLE_SIGNUP"),
-            "mailer_autoconfirm": self._flag("GOTRUE_MAILER_AUTOCONFIRM"),
-            "phone_autoconfirm": self._flag("GOTRUE_SMS_AUTOCONFIRM"),
-            "sms_provider": "",
-            "saml_enabled": False,
-        })  # fmt: skip
+        return Reply(
+            200,
+            {
+                "external": {
+                    "email": self._flag("GOTRUE_EXTERNAL_EMAIL_ENABLED"),
+                    "phone": self._flag("GOTRUE_EXTERNAL_PHONE_ENABLED"),
+                    "anonymous_users": self._flag("GOTRUE_EXTERNAL_ANONYMOUS_USERS_ENABLED"),
+                },
+                "disable_signup": self._flag("GOTRUE_DISABLE_SIGNUP"),
+                "mailer_autoconfirm": self._flag("GOTRUE_MAILER_AUTOCONFIRM"),
+                "phone_autoconfirm": self._flag("GOTRUE_SMS_AUTOCONFIRM"),
+                "sms_provider": "",
+                "saml_enabled": False,
+            },
+        )
 
     # --- state -----------------------------------------------------------------------
 
@@ -114,12 +125,21 @@ class Auth(Service):
     def _user_json(self, row: tuple[Any, ...]) -> dict[str, Any]:
         uid, aud, role, email, confirmed, last, app, meta, created, updated = row
         return {
-            "id": str(uid), "aud": aud, "role": role, "email": email, "phone": "",
-            "email_confirmed_at": _iso(confirmed), "confirmed_at": _iso(confirmed),
-            "last_sign_in_at": _iso(last), "app_metadata": app or {},
-            "user_metadata": meta or {}, "identities": [], "created_at": _iso(created),
-            "updated_at": _iso(updated), "is_anonymous": False,
-        }  # fmt: skip
+            "id": str(uid),
+            "aud": aud,
+            "role": role,
+            "email": email,
+            "phone": "",
+            "email_confirmed_at": _iso(confirmed),
+            "confirmed_at": _iso(confirmed),
+            "last_sign_in_at": _iso(last),
+            "app_metadata": app or {},
+            "user_metadata": meta or {},
+            "identities": [],
+            "created_at": _iso(created),
+            "updated_at": _iso(updated),
+            "is_anonymous": False,
+        }
 
     def _load_user(self, user_id: str) -> dict[str, Any] | None:
         rows = self._sql((f"select {USER_COLUMNS} from auth.users where id = %s", (user_id,)))[0]  # noqa: S608
@@ -129,29 +149,48 @@ class Auth(Service):
         now = int(time.time())
         lifetime = int(self.env.get("GOTRUE_JWT_EXP", "3600"))
         claims = {
-            "aud": self.env.get("GOTRUE_JWT_AUD", "authenticated"), "exp": now + lifetime,
-            "iat": now, "iss": self.env.get("GOTRUE_JWT_ISSUER", ""), "sub": user["id"],
-            "email": user["email"], "phone": "", "app_metadata": user["app_metadata"],
-            "user_metadata": user["user_metadata"], "role": user["role"], "aal": "aal1",
-            "amr": [{"method": "password", "timestamp": now}], "session_id": session_id,
+            "aud": self.env.get("GOTRUE_JWT_AUD", "authenticated"),
+            "exp": now + lifetime,
+            "iat": now,
+            "iss": self.env.get("GOTRUE_JWT_ISSUER", ""),
+            "sub": user["id"],
+            "email": user["email"],
+            "phone": "",
+            "app_metadata": user["app_metadata"],
+            "user_metadata": user["user_metadata"],
+            "role": user["role"],
+            "aal": "aal1",
+            "amr": [{"method": "password", "timestamp": now}],
+            "session_id": session_id,
             "is_anonymous": False,
-        }  # fmt: skip
-        return Reply(200, {
-            "access_token": self.keys.sign(claims), "token_type": "bearer",
-            "expires_in": lifetime, "expires_at": now + lifetime,
-            "refresh_token": refresh_token, "user": user,
-        })  # fmt: skip
+        }
+        return Reply(
+            200,
+            {
+                "access_token": self.keys.sign(claims),
+                "token_type": "bearer",
+                "expires_in": lifetime,
+                "expires_at": now + lifetime,
+                "refresh_token": refresh_token,
+                "user": user,
+            },
+        )
 
     def _new_session(self, user_id: str) -> tuple[str, str]:
         session_id, token = str(uuid.uuid4()), secrets.token_urlsafe(9)
         self._sql(
-            ("insert into auth.sessions (id, user_id, created_at, updated_at, aal)"
-             " values (%s, %s, now(), now(), 'aal1')", (session_id, user_id)),
-            ("insert into auth.refresh_tokens (token, user_id, revoked, created_at, updated_at,"
-             " session_id) values (%s, %s, false, now(), now(), %s)",
-             (token, user_id, session_id)),
+            (
+                "insert into auth.sessions (id, user_id, created_at, updated_at, aal)"
+                " values (%s, %s, now(), now(), 'aal1')",
+                (session_id, user_id),
+            ),
+            (
+                "insert into auth.refresh_tokens (token, user_id, revoked, created_at, updated_at,"
+                " session_id) values (%s, %s, false, now(), now(), %s)",
+                (token, user_id, session_id),
+            ),
             ("update auth.users set last_sign_in_at = now() where id = %s", (user_id,)),
-        )  # fmt: skip
+        )
         return session_id, token
 
     # --- routes ----------------------------------------------------------------------
@@ -174,15 +213,17 @@ class Auth(Service):
         app = json.dumps({"provider": "email", "providers": ["email"]})
         meta = json.dumps(body.get("data") or {})
         try:
-            self._sql((
-                "insert into auth.users (instance_id, id, aud, role, email, encrypted_password,"
-                " email_confirmed_at, confirmation_sent_at, raw_app_meta_data,"
-                " raw_user_meta_data, created_at, updated_at) values"
-                " ('00000000-0000-0000-0000-000000000000', %s, 'authenticated',"
-                " 'authenticated', %s, %s, case when %s then now() end, now(), %s::jsonb,"
-                " %s::jsonb, now(), now())",
-                (user_id, email, hashed, confirmed, app, meta),
-            ))
+            self._sql(
+                (
+                    "insert into auth.users (instance_id, id, aud, role, email, encrypted_password,"
+                    " email_confirmed_at, confirmation_sent_at, raw_app_meta_data,"
+                    " raw_user_meta_data, created_at, updated_at) values"
+                    " ('00000000-0000-0000-0000-000000000000', %s, 'authenticated',"
+                    " 'authenticated', %s, %s, case when %s then now() end, now(), %s::jsonb,"
+                    " %s::jsonb, now(), now())",
+                    (user_id, email, hashed, confirmed, app, meta),
+                )
+            )
         except Exception as exc:
             if "duplicate key" in db_error(exc):
                 return _error(422, "user_already_exists", "User already registered")
@@ -207,10 +248,13 @@ class Auth(Service):
 
     def _password_grant(self, body: dict[str, Any]) -> Reply:
         email = str(body.get("email") or "").strip().lower()
-        rows = self._sql((
-            "select id, email_confirmed_at is not null, encrypted_password"
-            " from auth.users where email = %s", (email,),
-        ))[0]
+        rows = self._sql(
+            (
+                "select id, email_confirmed_at is not null, encrypted_password"
+                " from auth.users where email = %s",
+                (email,),
+            )
+        )[0]
         password = str(body.get("password") or "").encode()
         if not rows or not bcrypt.checkpw(password, str(rows[0][2]).encode()):
             return _error(400, "invalid_credentials", "Invalid login credentials")
@@ -227,22 +271,26 @@ class Auth(Service):
             return _error(400, "validation_failed", "refresh_token required")
         new_token = secrets.token_urlsafe(9)
         # One statement: the old token is revoked and its child issued, or nothing happens.
-        rows = self._sql((
-            "with old as (update auth.refresh_tokens set revoked = true, updated_at = now()"
-            " where token = %s and not revoked and session_id is not null"
-            " returning user_id, session_id)"
-            " insert into auth.refresh_tokens (token, user_id, revoked, created_at, updated_at,"
-            " parent, session_id) select %s, user_id, false, now(), now(), %s, session_id"
-            " from old returning user_id, session_id",
-            (token, new_token, token),
-        ))[0]
+        rows = self._sql(
+            (
+                "with old as (update auth.refresh_tokens set revoked = true, updated_at = now()"
+                " where token = %s and not revoked and session_id is not null"
+                " returning user_id, session_id)"
+                " insert into auth.refresh_tokens (token, user_id, revoked, created_at, updated_at,"
+                " parent, session_id) select %s, user_id, false, now(), now(), %s, session_id"
+                " from old returning user_id, session_id",
+                (token, new_token, token),
+            )
+        )[0]
         if not rows:
             used = self._sql(("select 1 from auth.refresh_tokens where token = %s", (token,)))[0]
             if used:
-                return _error(400, "refresh_token_already_used",
-                              "Invalid Refresh Token: Already Used")  # fmt: skip
-            return _error(400, "refresh_token_not_found",
-                          "Invalid Refresh Token: Refresh Token Not Found")  # fmt: skip
+                return _error(
+                    400, "refresh_token_already_used", "Invalid Refresh Token: Already Used"
+                )
+            return _error(
+                400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found"
+            )
         user = self._load_user(str(rows[0][0]))
         assert user is not None
         return self._session(user, str(rows[0][1]), new_token)
@@ -255,8 +303,9 @@ class Auth(Service):
         try:
             claims = self.verify(token)
         except JwtError as exc:
-            return _error(401, "bad_jwt",
-                          f"invalid JWT: unable to parse or verify signature, {exc}")  # fmt: skip
+            return _error(
+                401, "bad_jwt", f"invalid JWT: unable to parse or verify signature, {exc}"
+            )
         sub = claims.get("sub")
         if not sub:
             return _error(403, "bad_jwt", "invalid claim: missing sub claim")
@@ -271,8 +320,9 @@ class Auth(Service):
         if session_id:
             found = self._sql(("select 1 from auth.sessions where id = %s", (session_id,)))[0]
             if not found:
-                return _error(403, "session_not_found",
-                              "Session from session_id claim in JWT does not exist")  # fmt: skip
+                return _error(
+                    403, "session_not_found", "Session from session_id claim in JWT does not exist"
+                )
         return claims, user
 
     def user(self, request: Request) -> Reply:
@@ -291,8 +341,10 @@ class Auth(Service):
         if scope == "local":
             statement = ("delete from auth.sessions where id = %s", (session_id,))
         elif scope == "others":
-            statement = ("delete from auth.sessions where user_id = %s and id <> %s",
-                         (user["id"], session_id))  # fmt: skip
+            statement = (
+                "delete from auth.sessions where user_id = %s and id <> %s",
+                (user["id"], session_id),
+            )
         else:
             statement = ("delete from auth.sessions where user_id = %s", (user["id"],))
         self._sql(statement)

@@ -46,27 +46,54 @@ ROUTES = (
     Route("auth-v1-open-verify", "/auth/v1/verify", "auth", "/verify", OPEN),
     Route("auth-v1-open-callback", "/auth/v1/callback", "auth", "/callback", OPEN),
     Route("auth-v1-open-authorize", "/auth/v1/authorize", "auth", "/authorize", OPEN),
-    Route("auth-v1-open-jwks", "/auth/v1/.well-known/jwks.json", "auth",
-          "/.well-known/jwks.json", OPEN),
+    Route(
+        "auth-v1-open-jwks",
+        "/auth/v1/.well-known/jwks.json",
+        "auth",
+        "/.well-known/jwks.json",
+        OPEN,
+    ),
     Route("auth-v1-open-saml-acs", "/auth/v1/sso/saml/acs", "auth", "/sso/saml/acs", OPEN),
-    Route("auth-v1-open-saml-metadata", "/auth/v1/sso/saml/metadata", "auth",
-          "/sso/saml/metadata", OPEN),
+    Route(
+        "auth-v1-open-saml-metadata",
+        "/auth/v1/sso/saml/metadata",
+        "auth",
+        "/sso/saml/metadata",
+        OPEN,
+    ),
     Route("functions-v1-all", "/functions/v1/", "functions", "/", OPEN),
     Route("storage-v1-all", "/storage/v1/", "storage", "/", OPEN),
     Route("auth-v1-protected", "/auth/v1/", "auth", "/", PROTECTED),
-    Route("rest-v1-openapi-protected", "/rest/v1/", "rest", "/", PROTECTED, exact=True,
-          admin_only=True),
+    Route(
+        "rest-v1-openapi-protected",
+        "/rest/v1/",
+        "rest",
+        "/",
+        PROTECTED,
+        exact=True,
+        admin_only=True,
+    ),
     Route("rest-v1-protected", "/rest/v1/", "rest", "/", PROTECTED),
     Route("graphql-v1-protected", "/graphql/v1", "rest", "/rpc/graphql", PROTECTED),
-    Route("realtime-v1-api-openapi-blocked", "/realtime/v1/api/openapi", "realtime",
-          "/realtime/v1/api/openapi", DENIED),
-    Route("realtime-v1-api-tenants-blocked", "/realtime/v1/api/tenants", "realtime",
-          "/realtime/v1/api/tenants", DENIED),
+    Route(
+        "realtime-v1-api-openapi-blocked",
+        "/realtime/v1/api/openapi",
+        "realtime",
+        "/realtime/v1/api/openapi",
+        DENIED,
+    ),
+    Route(
+        "realtime-v1-api-tenants-blocked",
+        "/realtime/v1/api/tenants",
+        "realtime",
+        "/realtime/v1/api/tenants",
+        DENIED,
+    ),
     Route("realtime-v1-api-protected", "/realtime/v1/api", "realtime", "/api", PROTECTED),
     Route("realtime-v1-ws-protected", "/realtime/v1/", "realtime", "/socket/", PROTECTED),
     Route("pg-protected", "/pg/", "meta", "/", PROTECTED),
     Route("studio", "/", "studio", "/", STUDIO),
-)  # fmt: skip
+)
 HOP_BY_HOP = {"host", "connection", "content-length", "keep-alive", "transfer-encoding"}
 
 
@@ -85,8 +112,14 @@ class Gateway(Service):
         self.upstreams = {name.strip(): url.strip() for name, url in pairs}
         e = self.env.get
         self.anon, self.service = e("ANON_KEY", ""), e("SERVICE_ROLE_KEY", "")
-        self.publishable, self.secret = e("SUPABASE_PUBLISHABLE_KEY", ""), e("SUPABASE_SECRET_KEY", "")
-        self.anon_jwt, self.service_jwt = e("ANON_KEY_ASYMMETRIC", ""), e("SERVICE_ROLE_KEY_ASYMMETRIC", "")
+        self.publishable, self.secret = (
+            e("SUPABASE_PUBLISHABLE_KEY", ""),
+            e("SUPABASE_SECRET_KEY", ""),
+        )
+        self.anon_jwt, self.service_jwt = (
+            e("ANON_KEY_ASYMMETRIC", ""),
+            e("SERVICE_ROLE_KEY_ASYMMETRIC", ""),
+        )
         self.translation = all((self.publishable, self.secret, self.anon_jwt, self.service_jwt))
         self.dashboard = f"{e('DASHBOARD_USERNAME', '')}:{e('DASHBOARD_PASSWORD', '')}"
 
@@ -110,7 +143,9 @@ class Gateway(Service):
         admins = [k for k in (self.service, self.service_jwt) if k]
         if route.admin_only or route.prefix == "/pg/":
             return apikey in admins
-        return apikey in [k for k in (self.service, self.anon, self.service_jwt, self.anon_jwt) if k]
+        return apikey in [
+            k for k in (self.service, self.anon, self.service_jwt, self.anon_jwt) if k
+        ]
 
     def resource(self, request: Request) -> Reply:
         route = match_route(request.path)
@@ -118,8 +153,11 @@ class Gateway(Service):
         target = request.target
         functions = route.name == "functions-v1-all"
         if route.access == STUDIO and not basic_auth_matches(request, self.dashboard):
-            return Reply(401, "User authentication failed. Missing username and password.",
-                         {"WWW-Authenticate": 'Basic realm="http://localhost"'})  # fmt: skip
+            return Reply(
+                401,
+                "User authentication failed. Missing username and password.",
+                {"WWW-Authenticate": 'Basic realm="http://localhost"'},
+            )
         query_key = request.query.get("apikey")
         if not functions and not headers.get("apikey") and query_key:
             headers["apikey"] = query_key
@@ -137,9 +175,9 @@ class Gateway(Service):
             headers["x-api-key"] = headers["apikey"]
         bearer = request.bearer()
         has_real_jwt = bearer is not None and not bearer.startswith("sb_")
-        if route.name != "realtime-v1-ws-protected" and not functions and not has_real_jwt:
-            if headers.get("apikey"):
-                headers["authorization"] = "Bearer " + headers["apikey"]
+        socket_route = route.name == "realtime-v1-ws-protected"
+        if not socket_route and not functions and not has_real_jwt and headers.get("apikey"):
+            headers["authorization"] = "Bearer " + headers["apikey"]
         if functions:
             refusal = self.functions_key(headers, bearer)
             if refusal:
@@ -172,11 +210,14 @@ class Gateway(Service):
             return Reply(401, "Invalid API key")
         return None
 
-    def forward(self, method: str, route: Route, target: str, headers: dict[str, str],
-                body: bytes) -> Reply:  # fmt: skip
+    def forward(
+        self, method: str, route: Route, target: str, headers: dict[str, str], body: bytes
+    ) -> Reply:
         path, _, query = target.partition("?")
-        rest = path[len(route.prefix):] if not route.exact else ""
-        upstream_path = (route.rewrite.rstrip("/") + "/" + rest.lstrip("/")) if rest else route.rewrite
+        rest = path[len(route.prefix) :] if not route.exact else ""
+        upstream_path = (
+            (route.rewrite.rstrip("/") + "/" + rest.lstrip("/")) if rest else route.rewrite
+        )
         if route.access == DENIED or route.service == "studio":
             upstream_path = path
         url = self.upstreams[route.service] + urllib.parse.quote(upstream_path, safe="/%:@.-_~")

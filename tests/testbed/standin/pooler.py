@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import socketserver
 import struct
@@ -26,20 +27,26 @@ from collections.abc import Mapping
 from .db import Conninfo, db_error, db_login, db_run, wait_for_db
 from .seal import SealError, vault_decrypt, vault_encrypt, vault_key
 from .service import Route, Service
-from .tokens import Jwk, JwtError, parse_token, signature_valid, check_claims
+from .tokens import Jwk, JwtError, check_claims, parse_token, signature_valid
 from .web import Reply, Request
 
 SCHEMA = [
-    ("""create table if not exists _supavisor.tenants (
+    (
+        """create table if not exists _supavisor.tenants (
         external_id text primary key, db_host text not null, db_port integer not null,
         db_database text not null, require_user boolean not null default false,
-        auth_query text, inserted_at timestamptz not null default now())""", ()),
-    ("""create table if not exists _supavisor.users (
+        auth_query text, inserted_at timestamptz not null default now())""",
+        (),
+    ),
+    (
+        """create table if not exists _supavisor.users (
         tenant_external_id text not null references _supavisor.tenants (external_id)
             on delete cascade,
         db_user text not null, db_pass_encrypted text not null,
         is_manager boolean not null default false, mode_type text not null,
-        pool_size integer not null, primary key (tenant_external_id, db_user))""", ()),
+        pool_size integer not null, primary key (tenant_external_id, db_user))""",
+        (),
+    ),
 ]
 SSL_REQUEST, GSSENC_REQUEST, CANCEL_REQUEST, PROTOCOL_3 = 80877103, 80877104, 80877102, 196608
 
@@ -49,8 +56,10 @@ class TenantError(Exception):
 
 
 def error_response(code: str, message: str) -> bytes:
-    fields = b"".join(tag + value.encode() + b"\0" for tag, value in
-                      ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", code), (b"M", message)))  # fmt: skip
+    fields = b"".join(
+        tag + value.encode() + b"\0"
+        for tag, value in ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", code), (b"M", message))
+    )
     body = fields + b"\0"
     return b"E" + struct.pack("!I", len(body) + 4) + body
 
@@ -85,10 +94,8 @@ def pipe(source: socket.socket, sink: socket.socket) -> None:
         pass
     finally:
         for sock in (source, sink):
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class Supavisor(Service):
@@ -101,35 +108,55 @@ class Supavisor(Service):
         try:
             vault_key(self.env.get("VAULT_ENC_KEY", ""))
         except SealError as exc:
-            raise SystemExit(f"(ErlangError) {{:badarg, ~c\"{exc}\"}} (VAULT_ENC_KEY)") from exc
+            raise SystemExit(f'(ErlangError) {{:badarg, ~c"{exc}"}} (VAULT_ENC_KEY)') from exc
         wait_for_db(self.db_conninfo())
         env = self.env
         tenant = env["POOLER_TENANT_ID"]
         sealed = vault_encrypt(env["POSTGRES_PASSWORD"], env["VAULT_ENC_KEY"])
-        db_run(self.db_conninfo(), [
-            *SCHEMA,
-            ("insert into _supavisor.tenants (external_id, db_host, db_port, db_database,"
-             " auth_query) values (%s, %s, %s, %s, 'SELECT * FROM pgbouncer.get_auth($1)')"
-             " on conflict do nothing",
-             (tenant, env.get("POSTGRES_HOST") or "db", int(env["POSTGRES_PORT"]),
-              env["POSTGRES_DB"])),
-            ("insert into _supavisor.users (tenant_external_id, db_user, db_pass_encrypted,"
-             " is_manager, mode_type, pool_size) select %s, 'pgbouncer', %s, true, %s, %s"
-             " where not exists (select 1 from _supavisor.users where tenant_external_id = %s)",
-             (tenant, sealed, env.get("POOLER_POOL_MODE", "transaction"),
-              int(env.get("POOLER_DEFAULT_POOL_SIZE") or 20), tenant)),
-        ])  # fmt: skip
+        db_run(
+            self.db_conninfo(),
+            [
+                *SCHEMA,
+                (
+                    "insert into _supavisor.tenants (external_id, db_host, db_port, db_database,"
+                    " auth_query) values (%s, %s, %s, %s, 'SELECT * FROM pgbouncer.get_auth($1)')"
+                    " on conflict do nothing",
+                    (
+                        tenant,
+                        env.get("POSTGRES_HOST") or "db",
+                        int(env["POSTGRES_PORT"]),
+                        env["POSTGRES_DB"],
+                    ),
+                ),
+                (
+                    "insert into _supavisor.users (tenant_external_id, db_user, db_pass_encrypted,"
+                    " is_manager, mode_type, pool_size) select %s, 'pgbouncer', %s, true, %s, %s"
+                    " where not exists"
+                    " (select 1 from _supavisor.users where tenant_external_id = %s)",
+                    (
+                        tenant,
+                        sealed,
+                        env.get("POOLER_POOL_MODE", "transaction"),
+                        int(env.get("POOLER_DEFAULT_POOL_SIZE") or 20),
+                        tenant,
+                    ),
+                ),
+            ],
+        )
 
     # --- the tenant ---------------------------------------------------------------------
 
     def tenant(self, external_id: str) -> tuple[dict[str, str], str]:
         """The tenant's database address and the manager's login (decrypted, checked)."""
         try:
-            rows = db_login(self.db_conninfo(),
-                            "select t.db_host, t.db_port, t.db_database, u.db_user,"
-                            " u.db_pass_encrypted from _supavisor.tenants t join _supavisor.users u"
-                            " on u.tenant_external_id = t.external_id and u.is_manager"
-                            " where t.external_id = %s", (external_id,))  # fmt: skip
+            rows = db_login(
+                self.db_conninfo(),
+                "select t.db_host, t.db_port, t.db_database, u.db_user,"
+                " u.db_pass_encrypted from _supavisor.tenants t join _supavisor.users u"
+                " on u.tenant_external_id = t.external_id and u.is_manager"
+                " where t.external_id = %s",
+                (external_id,),
+            )
         except Exception as exc:
             raise TenantError(f"metadata database: {db_error(exc)}") from exc
         if not rows:
@@ -176,10 +203,12 @@ class Supavisor(Service):
             return Reply(422, {"errors": {"detail": "db_user and db_password are required"}})
         tenant = self.env["POOLER_TENANT_ID"]
         sealed = vault_encrypt(password, self.env["VAULT_ENC_KEY"])
-        rows = db_login(self.db_conninfo(),
-                        "update _supavisor.users set db_user = %s, db_pass_encrypted = %s"
-                        " where tenant_external_id = %s and is_manager returning db_user",
-                        (user, sealed, tenant))  # fmt: skip
+        rows = db_login(
+            self.db_conninfo(),
+            "update _supavisor.users set db_user = %s, db_pass_encrypted = %s"
+            " where tenant_external_id = %s and is_manager returning db_user",
+            (user, sealed, tenant),
+        )
         if not rows:
             return Reply(404, {"errors": {"detail": "Not Found"}})
         return Reply(200, {"data": {"external_id": tenant, "db_user": user}})

@@ -9,7 +9,6 @@ values by `tokens.verify_realtime`; the compose health check's URL needs one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 from .db import db_error, db_login, db_run, wait_for_db
@@ -27,8 +26,13 @@ TABLE = """create table if not exists _realtime.tenants (
 class Realtime(Service):
     def db_conninfo(self) -> Mapping[str, str]:
         env = self.env
-        return {"host": env["DB_HOST"], "port": env["DB_PORT"], "dbname": env["DB_NAME"],
-                "user": env["DB_USER"], "password": env["DB_PASSWORD"]}  # fmt: skip
+        return {
+            "host": env["DB_HOST"],
+            "port": env["DB_PORT"],
+            "dbname": env["DB_NAME"],
+            "user": env["DB_USER"],
+            "password": env["DB_PASSWORD"],
+        }
 
     def start(self) -> None:
         env = self.env
@@ -43,21 +47,31 @@ class Realtime(Service):
             raise SystemExit(f"seeds.exs: Jason.decode!(API_JWT_JWKS): {exc}") from exc
         wait_for_db(self.db_conninfo())
         key = env["DB_ENC_KEY"]
-        db_run(self.db_conninfo(), [
-            (TABLE, ()),
-            ("delete from _realtime.tenants where external_id = %s", (TENANT,)),
-            ("insert into _realtime.tenants (external_id, jwt_secret, jwt_jwks, db_password)"
-             " values (%s, %s, %s, %s)",
-             (TENANT, realtime_encrypt(env.get("API_JWT_SECRET", ""), key),
-              realtime_encrypt(jwks, key) if jwks else None,
-              realtime_encrypt(env["DB_PASSWORD"], key))),
-        ])  # fmt: skip
+        db_run(
+            self.db_conninfo(),
+            [
+                (TABLE, ()),
+                ("delete from _realtime.tenants where external_id = %s", (TENANT,)),
+                (
+                    "insert into _realtime.tenants (external_id, jwt_secret, jwt_jwks, db_password)"
+                    " values (%s, %s, %s, %s)",
+                    (
+                        TENANT,
+                        realtime_encrypt(env.get("API_JWT_SECRET", ""), key),
+                        realtime_encrypt(jwks, key) if jwks else None,
+                        realtime_encrypt(env["DB_PASSWORD"], key),
+                    ),
+                ),
+            ],
+        )
 
     def tenant(self) -> tuple[str, str]:
         """The stored jwt_secret and jwt_jwks, decrypted with DB_ENC_KEY."""
-        rows = db_login(self.db_conninfo(),
-                        "select jwt_secret, jwt_jwks from _realtime.tenants where external_id = %s",
-                        (TENANT,))  # fmt: skip
+        rows = db_login(
+            self.db_conninfo(),
+            "select jwt_secret, jwt_jwks from _realtime.tenants where external_id = %s",
+            (TENANT,),
+        )
         if not rows:
             raise LookupError(f"tenant {TENANT} missing")
         key = self.env["DB_ENC_KEY"]

@@ -18,8 +18,17 @@ from .service import Service
 from .tokens import Claims, JwtError, KeyConfigError, postgrest_keys, verify_postgrest
 from .web import Reply, Request
 
-OPERATORS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=",
-             "like": "like", "ilike": "ilike", "is": "is"}  # fmt: skip
+OPERATORS = {
+    "eq": "=",
+    "neq": "<>",
+    "gt": ">",
+    "gte": ">=",
+    "lt": "<",
+    "lte": "<=",
+    "like": "like",
+    "ilike": "ilike",
+    "is": "is",
+}
 RESERVED = {"select", "order", "limit", "offset", "apikey"}
 
 
@@ -57,12 +66,16 @@ class Rest(Service):
             return claims
         schema = request.headers.get("accept-profile") or self.schemas[0]
         if schema not in self.schemas:
-            return _error(406, "PGRST106", f"The schema must be one of the following: "
-                          f"{', '.join(self.schemas)}")  # fmt: skip
+            return _error(
+                406,
+                "PGRST106",
+                f"The schema must be one of the following: {', '.join(self.schemas)}",
+            )
         table = request.path.strip("/")
         if not table:
-            return Reply(200, {"swagger": "2.0", "info": {"title": "PostgREST (testbed)"},
-                               "paths": {}})  # fmt: skip
+            return Reply(
+                200, {"swagger": "2.0", "info": {"title": "PostgREST (testbed)"}, "paths": {}}
+            )
         if request.method not in ("GET", "HEAD"):
             return _error(405, "PGRST117", f"Unsupported HTTP method: {request.method}")
         return self._read(claims, schema, table, request.query)
@@ -72,8 +85,10 @@ class Rest(Service):
 
         role = str(claims.get("role") or self.anonymous_role or "")
         columns = [c.strip() for c in query.get("select", "*").split(",") if c.strip()]
-        select = sql.SQL("*") if columns in ([], ["*"]) else sql.SQL(", ").join(
-            sql.Identifier(c) for c in columns
+        select = (
+            sql.SQL("*")
+            if columns in ([], ["*"])
+            else sql.SQL(", ").join(sql.Identifier(c) for c in columns)
         )
         where, params = [], []
         for name, spec in query.items():
@@ -103,7 +118,9 @@ class Rest(Service):
         if order:
             statement += sql.SQL(" order by ") + sql.SQL(", ").join(order)
         statement += sql.SQL(" limit %s offset %s")
-        limit = min(int(query.get("limit", "1000000")), int(self.env.get("PGRST_DB_MAX_ROWS", "1000")))
+        limit = min(
+            int(query.get("limit", "1000000")), int(self.env.get("PGRST_DB_MAX_ROWS", "1000"))
+        )
         params += [limit, int(query.get("offset", "0"))]
         wrapped = sql.SQL("select coalesce(json_agg(_t), '[]') from ({}) _t").format(statement)
         conn = connect(self.db_conninfo())
@@ -111,14 +128,18 @@ class Rest(Service):
             with conn.cursor() as cur:
                 cur.execute("select to_regclass(%s)", (f'"{schema}"."{table}"',))
                 if cur.fetchone()[0] is None:
-                    return _error(404, "PGRST205", f"Could not find the table '{schema}.{table}'"
-                                  " in the schema cache")  # fmt: skip
+                    return _error(
+                        404,
+                        "PGRST205",
+                        f"Could not find the table '{schema}.{table}' in the schema cache",
+                    )
                 try:
                     cur.execute(sql.SQL("set local role {}").format(sql.Identifier(role)))
                 except errors.InvalidParameterValue:
                     return _error(401, "22023", f'role "{role}" does not exist')
-                cur.execute("select set_config('request.jwt.claims', %s, true)",
-                            (json.dumps(claims),))  # fmt: skip
+                cur.execute(
+                    "select set_config('request.jwt.claims', %s, true)", (json.dumps(claims),)
+                )
                 try:
                     cur.execute(wrapped, params)
                 except errors.InsufficientPrivilege as exc:

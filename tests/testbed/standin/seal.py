@@ -109,7 +109,9 @@ def realtime_encrypt(plaintext: str, key: str) -> str:
     if len(key.encode()) != 16:
         raise SealError("DB_ENC_KEY must be exactly 16 bytes (AES-128 key)")
     encryptor = Cipher(algorithms.AES(key.encode()), modes.ECB()).encryptor()  # noqa: S305
-    return base64.b64encode(encryptor.update(_pad(plaintext.encode())) + encryptor.finalize()).decode()
+    return base64.b64encode(
+        encryptor.update(_pad(plaintext.encode())) + encryptor.finalize()
+    ).decode()
 
 
 def realtime_decrypt(blob: str, key: str) -> str:

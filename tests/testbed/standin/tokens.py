@@ -227,8 +227,15 @@ class GoTrueKeys:
         self.secret = Jwk("oct", alg="HS256", kid=key_id or None, secret=secret.encode())
         self.key_id = key_id or None
         if keys_json.strip() in ("", "[]"):
-            keys = [Jwk("oct", "HS256", key_id or None, key_ops=("sign", "verify"),
-                        secret=secret.encode())]  # fmt: skip
+            keys = [
+                Jwk(
+                    "oct",
+                    "HS256",
+                    key_id or None,
+                    key_ops=("sign", "verify"),
+                    secret=secret.encode(),
+                )
+            ]
         else:
             keys = parse_key_set(keys_json)
         # A map keyed by kid: a repeated (or missing) kid silently replaces the earlier key.
@@ -265,10 +272,18 @@ class GoTrueKeys:
         for key in self.by_kid.values():
             if key.kty == "EC" and key.public is not None:
                 numbers = key.public.public_numbers()
-                keys.append({"kty": "EC", "crv": "P-256", "kid": key.kid, "alg": key.alg,
-                             "use": "sig", "key_ops": ["verify"],
-                             "x": b64url(numbers.x.to_bytes(32, "big")),
-                             "y": b64url(numbers.y.to_bytes(32, "big"))})  # fmt: skip
+                keys.append(
+                    {
+                        "kty": "EC",
+                        "crv": "P-256",
+                        "kid": key.kid,
+                        "alg": key.alg,
+                        "use": "sig",
+                        "key_ops": ["verify"],
+                        "x": b64url(numbers.x.to_bytes(32, "big")),
+                        "y": b64url(numbers.y.to_bytes(32, "big")),
+                    }
+                )
         return {"keys": keys}
 
 
@@ -291,12 +306,13 @@ def verify_postgrest(raw: str, keys: Sequence[Jwk]) -> Claims:
     token = parse_token(raw)
     wanted_kty = _kty_for(token.alg)
     candidates = [
-        k for k in keys
+        k
+        for k in keys
         if k.use != "enc"
         and (token.kid is None or k.kid == token.kid)
         and (k.alg is None or k.alg == token.alg)
         and k.kty == wanted_kty
-    ]  # fmt: skip
+    ]
     if not candidates:
         raise JwtError("No suitable key or wrong key type")
     for key in candidates:
@@ -342,10 +358,9 @@ def verify_storage(raw: str, secret: str, jwks: Sequence[Jwk]) -> Claims:
         return _verified(token, key or static)
     kty = _kty_for(alg)
     key = next(
-        (k for k in jwks
-         if k.kid == kid and k.kty == kty and (k.alg is None or k.alg == alg)),
+        (k for k in jwks if k.kid == kid and k.kty == kty and (k.alg is None or k.alg == alg)),
         None,
-    )  # fmt: skip
+    )
     return _verified(token, key or static)
 
 
@@ -362,13 +377,14 @@ def verify_functions(raw: str, secret: str, jwks: Sequence[Jwk]) -> Claims:
         raise JwtError("JSON Web Key Set members must be public keys")
     kty = _kty_for(token.alg)
     candidates = [
-        k for k in jwks
+        k
+        for k in jwks
         if k.kty == kty
         and (token.kid is None or k.kid == token.kid)
         and (k.alg is None or k.alg == token.alg)
         and (k.use is None or k.use == "sig")
         and (k.key_ops is None or "verify" in k.key_ops)
-    ]  # fmt: skip
+    ]
     if not candidates:
         raise JwtError("no applicable key found in the JSON Web Key Set")
     if len(candidates) > 1:
