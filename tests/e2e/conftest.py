@@ -137,10 +137,9 @@ class Rig:
         return Snapshot(self.env_path.read_bytes(), self.tb.env(), container_strings(self.tb))
 
     def client_probe(self, label: str) -> ProbeReport:
-        """Run the official client, print and log its report; every step must pass."""
+        """Run the official client and log its report; every step must pass."""
         report = probe(self.tb, label, previous=self.last_probe)
         text = report.text()
-        print(text)
         PROBE_LOG.append(text)
         assert not report.failures(), text
         self.last_probe = report
@@ -198,11 +197,15 @@ def start_testbed(
 
 @pytest.fixture(autouse=True)
 def client_probe_section(request: pytest.FixtureRequest) -> Iterator[None]:
-    """The client probe reports of each test, as a section of its report (-rA shows it)."""
+    """The client probe reports of each test, as a section of its report ("client probe",
+    which -rA shows), or printed as they come with -s."""
     PROBE_LOG.clear()
     yield
     if PROBE_LOG:
-        request.node.add_report_section("call", "client probe", "\n".join(PROBE_LOG))
+        text = "\n".join(PROBE_LOG)
+        request.node.add_report_section("call", "client probe", text)
+        if request.config.getoption("capture") == "no":
+            print("\n" + text)
     PROBE_LOG.clear()
 
 

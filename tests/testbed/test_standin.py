@@ -208,3 +208,25 @@ def test_template_wires_secrets_like_upstream() -> None:
         for var, value in service.get("environment", {}).items():
             if "${" in str(value):
                 assert services[name]["environment"].get(var) == value, f"{name}.{var}"
+
+
+def test_logs_override_has_upstream_shape() -> None:
+    upstream = yaml.safe_load(
+        (reference_dir(REFERENCE_CURRENT) / "docker-compose.logs.yml").read_text()
+    )
+    text = (TEMPLATE / "docker-compose.logs.yml").read_text()
+    for token, value in {"CONTAINER_PREFIX": "x", "IMAGE": "x", **placeholders("real")}.items():
+        text = text.replace(f"@@{token}@@", value)
+    for name in PORT_OFFSETS:
+        text = text.replace(f"@@PORT_{name.upper().replace('-', '_')}@@", "1")
+    assert re.search(r"@@[A-Z_]+@@", text) is None
+    ours = yaml.safe_load(text)["services"]
+    assert set(ours) == set(upstream["services"])
+    for name, service in upstream["services"].items():
+        mine = ours[name]
+        assert mine.get("depends_on") == service.get("depends_on"), name
+        if "container_name" in service:
+            assert mine["container_name"] == "x" + service["container_name"]
+        for var, value in service.get("environment", {}).items():
+            if "${" in str(value):
+                assert mine["environment"].get(var) == value, f"{name}.{var}"

@@ -1,6 +1,7 @@
 """The testbed's options, on one deployment: the asymmetric keys wired in (as
-add-new-auth-keys.sh leaves it), the logs override (analytics, vector) and a password for
-supabase_read_only_user. Tests run in file order; the last one changes the Logflare tokens.
+add-new-auth-keys.sh leaves it), the logs override (analytics, vector), a password for
+supabase_read_only_user, and the template's own database SQL (what runs where ../shared is
+absent). Tests run in file order; the last one changes the Logflare tokens.
 """
 
 from __future__ import annotations
@@ -46,6 +47,18 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
         yield tb
     finally:
         tb.down()
+
+
+def test_the_templates_own_sql_sets_up_the_same_database(testbed: Testbed) -> None:
+    assert "testbed's own" in testbed.sql_source
+    schemas = testbed.psql(
+        "select nspname from pg_namespace where nspname in"
+        " ('supabase_functions', 'net', '_realtime') order by 1"
+    ).split()
+    assert schemas == ["_realtime", "net", "supabase_functions"]
+    assert testbed.psql(
+        "select nspname from pg_namespace where nspname like '\\_%' order by 1", dbname="_supabase"
+    ).split() == ["_analytics", "_supavisor"]
 
 
 def test_the_logs_override_joins_through_compose_file(testbed: Testbed) -> None:
