@@ -41,6 +41,7 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
         new_api_keys=True,
         logs=True,
         read_only_password=True,
+        upstream_sql=False,
     )
     try:
         tb.up(timeout=180)

@@ -35,6 +35,8 @@ class Analytics(Service):
             "dbname": env["DB_DATABASE"],
             "user": env["DB_USERNAME"],
             "password": env["DB_PASSWORD"],
+            # Logflare works in DB_SCHEMA: its tables are found through the search path.
+            "options": f"-c search_path={self.schema}",
         }
 
     @property
