@@ -59,9 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     try:
         session = show_client(testbed, "after the start", None)
+        failures += bool(session.failures())
         for secret in args.secrets.split(","):
             failures += rotate(testbed, secret.strip())
             session = show_client(testbed, f"after {secret.strip()}", session)
+            failures += bool(session.failures())
         heading("Audit log (rotator history)")
         for record in AuditLog(testbed.directory / ".rotator" / "audit.log").records():
             print(f"  {record.rotation_id}  {record.secret:20} {record.result:12} {record.actor}")
