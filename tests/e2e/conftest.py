@@ -448,6 +448,15 @@ class Rotation:
                 assert status(path, {**apikey, "Authorization": f"Bearer {stale}"}) == 401, path
         user = env["DASHBOARD_USERNAME"]
         assert status("/", basic(user, env["DASHBOARD_PASSWORD"])) == 200
+        # Studio's SQL editor: Studio encrypts the connection for postgres-meta with
+        # PG_META_CRYPTO_KEY, which meta must share.
+        sql = tb.http(
+            "POST",
+            "/api/platform/pg-meta/default/query",
+            {**basic(user, env["DASHBOARD_PASSWORD"]), "content-type": "application/json"},
+            b'{"query": "select 1 as one"}',
+        )
+        assert (sql.status, sql.body) == (200, b'[{"one": 1}]'), sql.body[:300]
         if "DASHBOARD_PASSWORD" in self.keys:
             assert status("/", basic(user, old["DASHBOARD_PASSWORD"])) == 401
         s3_keys = ("S3_PROTOCOL_ACCESS_KEY_ID", "S3_PROTOCOL_ACCESS_KEY_SECRET")

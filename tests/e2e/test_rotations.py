@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ROTATION_TIMEOUT_S, Rig, wait_for
+from tests.e2e.conftest import ROTATION_TIMEOUT_S, Rig, basic, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -141,8 +141,18 @@ def test_vault_enc_key(rig: Rig) -> None:
 
 def test_pg_meta_crypto_key(rig: Rig) -> None:
     rotation = rig.rotate("pg-meta-crypto-key", keys=PG_META)
-    rotation.check()  # studio's health goes through postgres-meta, sealed with the key
-    assert rig.tb.get("studio", "/api/platform/profile").status == 200
+    rotation.check()  # includes a query through Studio, which encrypts it for postgres-meta
+    env = rig.tb.env()
+    query = rig.tb.http(
+        "POST",
+        "/api/platform/pg-meta/default/query",
+        {
+            **basic(env["DASHBOARD_USERNAME"], env["DASHBOARD_PASSWORD"]),
+            "content-type": "application/json",
+        },
+        b'{"query": "select current_user"}',
+    )
+    assert (query.status, query.json()) == (200, [{"current_user": "postgres"}])
 
 
 def test_logflare_tokens(rig: Rig) -> None:

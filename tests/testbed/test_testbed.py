@@ -272,6 +272,10 @@ def test_studio_reaches_the_real_postgres_meta_with_its_key(testbed: Testbed) ->
         "failed to get upstream connection details",
         "failed to process upstream connection details",
     )
+    pair = f"{env['DASHBOARD_USERNAME']}:{env['DASHBOARD_PASSWORD']}".encode()
+    dashboard = {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+    editor = testbed.http("POST", "/api/platform/pg-meta/default/query", dashboard, query)
+    assert (editor.status, editor.json()) == (200, [{"current_user": "postgres"}])
 
 
 def test_the_pooler_admits_tenant_users_and_postgresql_checks_their_password(
