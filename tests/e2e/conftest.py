@@ -379,6 +379,8 @@ class Rotation:
 
     def check_services_healthy(self) -> None:
         tb = self.rig.tb
+        # meta has no health check (as upstream): recreated, it runs before it answers.
+        wait_for(lambda: tb.answers("meta"), 60, "postgres-meta to answer")
         states = tb.container_states()
         assert set(states) == SERVICES, states
         for service, state in states.items():
