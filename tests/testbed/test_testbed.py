@@ -61,12 +61,18 @@ def connect(tb: Testbed, user: str, password: str) -> psycopg.Connection[tuple[o
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 10) -> bool:
+    """Whether `condition` held within `seconds`; a service not listening yet (it is being
+    recreated) counts as not yet."""
     deadline = time.monotonic() + seconds
-    while not condition():
+    while True:
+        try:
+            if condition():
+                return True
+        except OSError:
+            pass
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)
-    return True
 
 
 def _answers(testbed: Testbed, service: str) -> bool:
@@ -190,7 +196,7 @@ def test_pooler_keeps_its_tenant_password_until_its_schema_is_dropped(testbed: T
 
     try:
         set_everywhere(new)
-        assert wait_for(lambda: testbed.health("auth").status == 200)
+        assert wait_for(lambda: testbed.health("auth").status == 200, seconds=60)
         # supavisor was recreated too (its env changed): wait until it answers at all.
         assert wait_for(lambda: _answers(testbed, "supavisor"), seconds=30)
         reason = testbed.health("supavisor").json()["reason"]
@@ -327,3 +333,27 @@ def test_the_official_client_signs_in_reads_and_refreshes(testbed: Testbed) -> N
     sessions = int(testbed.psql("select count(*) from auth.sessions"))
     assert sessions >= 2
     assert int(testbed.psql("select count(*) from auth.refresh_tokens where revoked")) >= 2
+
+
+def test_auth_sessions_are_rows_that_logout_deletes(testbed: Testbed) -> None:
+    env = testbed.env()
+    key = {"apikey": env["ANON_KEY"], "content-type": "application/json"}
+    credentials = b'{"email": "logout@example.com", "password": "a-password-9"}'
+    session = testbed.http("POST", "/auth/v1/signup", key, credentials).json()
+    bearer = {**key, "Authorization": f"Bearer {session['access_token']}"}
+    user = testbed.http("GET", "/auth/v1/user", bearer)
+    assert (user.status, user.json()["email"]) == (200, "logout@example.com")
+    refresh = b'{"refresh_token": "%s"}' % session["refresh_token"].encode()
+    renewed = testbed.http("POST", "/auth/v1/token?grant_type=refresh_token", key, refresh)
+    assert renewed.status == 200
+    reused = testbed.http("POST", "/auth/v1/token?grant_type=refresh_token", key, refresh)
+    assert reused.json()["error_code"] == "refresh_token_already_used"
+    wrong = b'{"email": "logout@example.com", "password": "not-it-000"}'
+    refused = testbed.http("POST", "/auth/v1/token?grant_type=password", key, wrong)
+    assert (refused.status, refused.json()["error_code"]) == (400, "invalid_credentials")
+    assert testbed.http("POST", "/auth/v1/logout", bearer).status == 204
+    after = testbed.http("GET", "/auth/v1/user", bearer)
+    assert (after.status, after.json()["error_code"]) == (403, "session_not_found")
+    again = b'{"refresh_token": "%s"}' % renewed.json()["refresh_token"].encode()
+    gone = testbed.http("POST", "/auth/v1/token?grant_type=refresh_token", key, again)
+    assert (gone.status, gone.json()["error_code"]) == (400, "refresh_token_not_found")
