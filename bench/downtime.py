@@ -2,7 +2,10 @@
 
     .venv/bin/python -m bench.downtime [--secrets a,b] [--compose "docker compose"]
 
-Brings up a testbed (tests/testbed), then for each secret (default: every rotatable one
+Brings up a testbed (tests/testbed) whose stand-ins take the real services' start-up
+times and whose health checks run at upstream's intervals (`timing="real"`, see
+tests/testbed/README.md), so the figures mean what they would on a real install; then for
+each secret (default: every rotatable one
 the testbed has configured, then `all`):
 
 1. rotates it with rotator's engine (Engine + DockerRuntime, as `rotator rotate --yes`);
@@ -13,7 +16,7 @@ the testbed has configured, then `all`):
 
 Meanwhile one prober thread per target hits it every 50 ms: each service's health
 endpoint, the database's TCP port, the gateway's /health, and a client request through the
-gateway (`/rest/v1/` with the ANON_KEY in `.env` at that instant). A target's unavailable
+gateway (`/rest/v1/items` with the ANON_KEY in `.env` at that instant). A target's unavailable
 time is the sum of the intervals from a failed probe to the next probe. Prints figures,
 asserts nothing, and tears the testbed down.
 """
@@ -46,7 +49,7 @@ from tests.testbed.testbed import HEALTH_PATHS, Testbed, image_exists, read_env
 
 PROBE_INTERVAL_S = 0.05
 PROBE_TIMEOUT_S = 1.0
-SETTLE_TIMEOUT_S = 60.0
+SETTLE_TIMEOUT_S = 120.0
 """After a rotation, how long to wait for every target to answer again."""
 HEALTHY_TIMEOUT_S = 180.0
 HTTP_SERVICES = (
@@ -62,7 +65,7 @@ HTTP_SERVICES = (
     "supavisor",
 )
 CLIENT = "client via gw"
-"""GET /rest/v1/ through the gateway with the ANON_KEY that is in .env at that instant."""
+"""GET /rest/v1/items through the gateway with the ANON_KEY that is in .env at that instant."""
 
 # utils/db-passwd.sh, as upstream ships it (plaintext passwords, run inside the db container).
 GUIDE_ROLES = SHARED_PASSWORD_ROLES  # the twelve, in db-passwd.sh order
@@ -125,7 +128,7 @@ def probe_targets(tb: Testbed) -> dict[str, Callable[[], bool]]:
             key = read_env(env_path).get("ANON_KEY", "")
         except OSError:
             return False
-        return http_ok(gateway + "/rest/v1/todos", {"apikey": key})
+        return http_ok(gateway + "/rest/v1/items", {"apikey": key})
 
     targets[CLIENT] = client
     return targets
@@ -328,6 +331,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="render the testbed with opaque and asymmetric keys (adds opaque-api-keys)",
     )
+    parser.add_argument(
+        "--timing",
+        choices=("real", "fast"),
+        default="real",
+        help="the stand-ins' start-up times: the real services' (default) or none",
+    )
     args = parser.parse_args(argv)
     os.environ["ROTATOR_COMPOSE_COMMAND"] = args.compose
     if not image_exists():
@@ -336,7 +345,10 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="rotator-bench-"))
     tb = Testbed.create(
-        workdir, project_name=f"bench-{secrets.token_hex(3)}", new_api_keys=args.new_api_keys
+        workdir,
+        project_name=f"bench-{secrets.token_hex(3)}",
+        new_api_keys=args.new_api_keys,
+        timing=args.timing,
     )
     prober: Prober | None = None
     results: list[tuple[str, Measurement, Measurement]] = []
@@ -344,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         tb.up(timeout=HEALTHY_TIMEOUT_S)
         print(
-            f"testbed {tb.project_name} up in {time.monotonic() - started:.1f} s ({args.compose})"
+            f"testbed {tb.project_name} up in {time.monotonic() - started:.1f} s"
+            f" ({args.compose}, {args.timing} start-up times)"
         )
         names = args.secrets.split(",") if args.secrets else default_secrets(tb.env())
         print("secrets: " + ", ".join(names))

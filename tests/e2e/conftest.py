@@ -12,7 +12,10 @@ what issue #3 asks of every rotation:
 - `.env` changed exactly in the rotated keys' lines;
 - no container holds an old value, and every container that held one holds the new one;
 - the audit log has the run, the journal is gone, the backup is the old `.env`;
-- `rotator verify` agrees.
+- `rotator verify` agrees;
+- the official client (tests/testbed/client_probe.py) signs up, signs in, reads and
+  refreshes through the gateway before and after the rotation, and the session from before
+  survives it. Its report is printed and attached to the test's report ("client probe").
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ import psycopg
 import pytest
 
 from tests.conftest import service_missing
+from tests.testbed.client_probe import ProbeReport, probe
 from tests.testbed.testbed import DEFAULT_IMAGE, Testbed, fingerprint, image_exists
+from tests.testbed.timing import Timing
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_V2 = "docker compose"
@@ -47,6 +52,8 @@ NO_HEALTH_CHECK = frozenset({"meta"})  # as upstream: "running" is all compose c
 HTTP_SERVICES = ("auth", "rest", "storage", "functions", "meta", "studio", "supavisor",
                  "realtime", "imgproxy", "api-gw")  # fmt: skip
 MIN_NEEDLE = 8  # shorter values (ports, flags) match by accident
+PROBE_LOG: list[str] = []
+"""The client probe reports of the running test (the autouse fixture below attaches them)."""
 RESULT_LINE = re.compile(r"Rotation (r-[0-9a-f]+) of (\S+) finished and verified\.")
 # Variables of ours that would steer rotator somewhere else than the testbed.
 ROTATOR_STEERING = ("ROTATOR_GATEWAY_URL", "ROTATOR_STATE_DIR", "ROTATOR_PROJECT", "ROTATOR_DEBUG")
@@ -72,6 +79,10 @@ class Rig:
 
     tb: Testbed
     compose: str
+    probe_before: ProbeReport | None = None
+    last_probe: ProbeReport | None = None
+    user_id: str = ""
+    """A user that signed up through the client probe, for tokens the tests mint."""
 
     @property
     def directory(self) -> Path:
@@ -121,7 +132,19 @@ class Rig:
         )
 
     def snapshot(self) -> Snapshot:
+        """The deployment before a rotation, and the client probe's run before it."""
+        self.probe_before = self.client_probe("before the rotation")
         return Snapshot(self.env_path.read_bytes(), self.tb.env(), container_strings(self.tb))
+
+    def client_probe(self, label: str) -> ProbeReport:
+        """Run the official client and log its report; every step must pass."""
+        report = probe(self.tb, label, previous=self.last_probe)
+        text = report.text()
+        PROBE_LOG.append(text)
+        assert not report.failures(), text
+        self.last_probe = report
+        self.user_id = report.user_id or self.user_id
+        return report
 
     def rotate(
         self, secret: str, *extra: str, compose: str | None = None, keys: Iterable[str]
@@ -137,6 +160,7 @@ class Rig:
         found = RESULT_LINE.search(stdout)
         assert found, stdout
         assert found.group(2) == secret
+        self.client_probe(f"after {secret}")
         return Rotation(self, secret, found.group(1), before, frozenset(keys))
 
 
@@ -146,21 +170,43 @@ def start_testbed(
     *,
     compose: str = COMPOSE_V2,
     new_api_keys: bool = False,
+    timing: Timing = "fast",
+    logs: bool = False,
+    read_only_password: bool = False,
 ) -> Iterator[Rig]:
-    """Create and start a testbed rendered for `compose`; remove it afterwards."""
+    """Create and start a testbed (options: `Testbed.create`); remove it afterwards."""
     require_docker()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ROTATOR_COMPOSE_COMMAND", compose)  # Testbed renders for this command
+        mp.setenv("ROTATOR_COMPOSE_COMMAND", compose)
         tb = Testbed.create(
             tmp_path_factory.mktemp(name),
             project_name=f"{name}-{os.getpid()}",
             new_api_keys=new_api_keys,
+            timing=timing,
+            logs=logs,
+            read_only_password=read_only_password,
         )
     try:
-        tb.up(timeout=180)
-        yield Rig(tb, compose)
+        tb.up(timeout=300 if timing == "real" else 180)
+        rig = Rig(tb, compose)
+        rig.client_probe("first start")
+        yield rig
     finally:
         tb.down()
+
+
+@pytest.fixture(autouse=True)
+def client_probe_section(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The client probe reports of each test, as a section of its report ("client probe",
+    which -rA shows), or printed as they come with -s."""
+    PROBE_LOG.clear()
+    yield
+    if PROBE_LOG:
+        text = "\n".join(PROBE_LOG)
+        request.node.add_report_section("call", "client probe", text)
+        if request.config.getoption("capture") == "no":
+            print("\n" + text)
+    PROBE_LOG.clear()
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +220,13 @@ def keys_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     """A testbed after upstream's add-new-auth-keys.sh (opaque keys, JWT_KEYS, JWT_JWKS),
     for one test class."""
     yield from start_testbed(tmp_path_factory, "e2e-keys", new_api_keys=True)
+
+
+@pytest.fixture(scope="class")
+def real_timing_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    """A testbed whose stand-ins take the real services' start-up times, with upstream's
+    health-check intervals (tests/testbed/timing.py)."""
+    yield from start_testbed(tmp_path_factory, "e2e-real", timing="real")
 
 
 # --------------------------------------------------------------------------- evidence
@@ -244,11 +297,12 @@ def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-def user_token(secret: str) -> str:
-    """A signed-in user's access token, signed with `secret` (HS256)."""
+def user_token(secret: str, user_id: str) -> str:
+    """An access token for the user `user_id`, signed with `secret` (HS256, no kid, no
+    session: what GoTrue issued before JWT_KEYS)."""
     now = int(time.time())
-    claims = {"role": "authenticated", "sub": "e2e-user", "iss": "supabase", "iat": now,
-              "exp": now + 600}  # fmt: skip
+    claims = {"role": "authenticated", "sub": user_id, "aud": "authenticated",
+              "iss": "supabase", "iat": now, "exp": now + 600}  # fmt: skip
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -325,6 +379,8 @@ class Rotation:
 
     def check_services_healthy(self) -> None:
         tb = self.rig.tb
+        # meta has no health check (as upstream): recreated, it runs before it answers.
+        wait_for(lambda: tb.answers("meta"), 60, "postgres-meta to answer")
         states = tb.container_states()
         assert set(states) == SERVICES, states
         for service, state in states.items():
@@ -385,15 +441,24 @@ class Rotation:
             for path in ("/auth/v1/settings", "/rest/v1/items", "/pg/tables"):
                 assert status(path, {"apikey": old[key]}) == 401, f"old {key} on {path}"
         apikey = {"apikey": env["ANON_KEY"]}
-        token = user_token(env["JWT_SECRET"])
+        token = user_token(env["JWT_SECRET"], self.rig.user_id)
         for path in ("/rest/v1/items", "/auth/v1/user", "/storage/v1/object/x"):
             assert status(path, {**apikey, "Authorization": f"Bearer {token}"}) == 200, path
         if "JWT_SECRET" in self.keys:  # everyone signed in is signed out
-            stale = user_token(old["JWT_SECRET"])
+            stale = user_token(old["JWT_SECRET"], self.rig.user_id)
             for path in ("/rest/v1/items", "/auth/v1/user", "/storage/v1/object/x"):
                 assert status(path, {**apikey, "Authorization": f"Bearer {stale}"}) == 401, path
         user = env["DASHBOARD_USERNAME"]
         assert status("/", basic(user, env["DASHBOARD_PASSWORD"])) == 200
+        # Studio's SQL editor: Studio encrypts the connection for postgres-meta with
+        # PG_META_CRYPTO_KEY, which meta must share.
+        sql = tb.http(
+            "POST",
+            "/api/platform/pg-meta/default/query",
+            {**basic(user, env["DASHBOARD_PASSWORD"]), "content-type": "application/json"},
+            b'{"query": "select 1 as one"}',
+        )
+        assert (sql.status, sql.body) == (200, b'[{"one": 1}]'), sql.body[:300]
         if "DASHBOARD_PASSWORD" in self.keys:
             assert status("/", basic(user, old["DASHBOARD_PASSWORD"])) == 401
         s3_keys = ("S3_PROTOCOL_ACCESS_KEY_ID", "S3_PROTOCOL_ACCESS_KEY_SECRET")

@@ -1,8 +1,10 @@
 """Every secret, rotated through the `rotator` command on a running testbed.
 
 One testbed for the module (tests run in file order; each rotation leaves the deployment
-consistent for the next), plus one with the opaque and asymmetric keys filled in, for its
-own class. What every rotation must prove is in `Rotation.check` (conftest.py).
+consistent for the next), plus one with the opaque and asymmetric keys filled in and one
+with the real services' start-up times, each for its own class. What every rotation must
+prove is in `Rotation.check` and `Rig.finished` (conftest.py), the official client's probe
+before and after included.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ROTATION_TIMEOUT_S, Rig, wait_for
+from tests.e2e.conftest import ROTATION_TIMEOUT_S, Rig, basic, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -139,8 +141,18 @@ def test_vault_enc_key(rig: Rig) -> None:
 
 def test_pg_meta_crypto_key(rig: Rig) -> None:
     rotation = rig.rotate("pg-meta-crypto-key", keys=PG_META)
-    rotation.check()  # studio's health goes through postgres-meta, sealed with the key
-    assert rig.tb.get("studio", "/api/platform/profile").status == 200
+    rotation.check()  # includes a query through Studio, which encrypts it for postgres-meta
+    env = rig.tb.env()
+    query = rig.tb.http(
+        "POST",
+        "/api/platform/pg-meta/default/query",
+        {
+            **basic(env["DASHBOARD_USERNAME"], env["DASHBOARD_PASSWORD"]),
+            "content-type": "application/json",
+        },
+        b'{"query": "select current_user"}',
+    )
+    assert (query.status, query.json()) == (200, [{"current_user": "postgres"}])
 
 
 def test_logflare_tokens(rig: Rig) -> None:
@@ -271,3 +283,14 @@ def test_compose_v1_is_refused_before_anything_changes(rig: Rig, tmp_path: Path)
     assert after.env_bytes == before.env_bytes
     assert after.containers == before.containers  # every container holds what it held
     assert not (rig.directory / ".rotator" / "journal.json").exists()
+
+
+# --------------------------------------------------------------------------- real timing
+
+
+class TestWithRealStartUpTimes:
+    """The stand-ins take as long to start as the real services, and compose checks them at
+    upstream's intervals: the restart pass waits for Realtime and Supavisor, the slowest."""
+
+    def test_secret_key_base(self, real_timing_rig: Rig) -> None:
+        real_timing_rig.rotate("secret-key-base", keys=SECRET_KEY_BASE).check()

@@ -1,11 +1,11 @@
 """The demonstration behind `scripts/demo`: the real engine on a running deployment.
 
-It starts the testbed (real PostgreSQL and Supabase-shaped services in Docker),
-then rotates a few secrets through the full protocol, showing each plan, the
-progress, the verification and the security checklist, then the audit log.
-No Slack workspace needed.
+It starts the testbed (real PostgreSQL and postgres-meta, stand-ins that take the real
+services' start-up times), then rotates a few secrets through the full protocol, showing
+each plan, the progress, the verification and the security checklist, what the official
+Supabase client sees before and after, then the audit log. No Slack workspace needed.
 
-    python -m tests.testbed.demo [--secrets postgres-password,jwt-secret] [--keep]
+    python -m tests.testbed.demo [--secrets postgres-password,jwt-secret] [--keep] [--fast]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from core.engine import Engine, Outcome
 from core.plan import make_plan
 from core.progress import console_progress
 from core.report import format_plan, format_result
+from tests.testbed.client_probe import ProbeReport, probe
 from tests.testbed.testbed import Testbed, image_exists
 
 DEFAULT_SECRETS = ("postgres-password", "jwt-secret", "dashboard-password")
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__.splitlines()[0])
     parser.add_argument("--secrets", default=",".join(DEFAULT_SECRETS))
     parser.add_argument("--keep", action="store_true", help="leave the deployment running")
+    parser.add_argument(
+        "--fast", action="store_true", help="stand-ins start at once (not the real services' times)"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("ROTATOR_COMPOSE_COMMAND", "docker compose")
     if not image_exists():
@@ -41,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     workdir = Path(tempfile.mkdtemp(prefix="rotator-demo-"))
-    testbed = Testbed.create(workdir, project_name="rotator-demo")
+    testbed = Testbed.create(
+        workdir, project_name="rotator-demo", timing="fast" if args.fast else "real"
+    )
     heading(f"Starting a Supabase-shaped deployment in {testbed.directory}")
     started = time.monotonic()
     testbed.up(timeout=180)
@@ -52,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     failures = 0
     try:
+        session = show_client(testbed, "after the start", None)
+        failures += bool(session.failures())
         for secret in args.secrets.split(","):
             failures += rotate(testbed, secret.strip())
+            session = show_client(testbed, f"after {secret.strip()}", session)
+            failures += bool(session.failures())
         heading("Audit log (rotator history)")
         for record in AuditLog(testbed.directory / ".rotator" / "audit.log").records():
             print(f"  {record.rotation_id}  {record.secret:20} {record.result:12} {record.actor}")
@@ -77,6 +87,15 @@ def rotate(testbed: Testbed, secret: str) -> int:
     print()
     print(format_result(result))
     return 0 if result.outcome is Outcome.FINISHED else 1
+
+
+def show_client(testbed: Testbed, label: str, previous: ProbeReport | None) -> ProbeReport:
+    """What an app on the official supabase client sees: sign-up, sign-in, a read, a
+    refresh, and the session from before the rotation refreshed."""
+    report = probe(testbed, label, previous)
+    print()
+    print(report.text())
+    return report
 
 
 def heading(text: str) -> None:

@@ -3,12 +3,12 @@
     tb = Testbed.create(tmp_path, port_base=25400, project_name="tb-auth")
     tb.up()
     try:
-        assert tb.http("GET", "/rest/v1/x", {"apikey": tb.env()["ANON_KEY"]}).status == 200
+        assert tb.http("GET", "/rest/v1/items", {"apikey": tb.env()["ANON_KEY"]}).status == 200
     finally:
         tb.down()
 
 The compose command is ROTATOR_COMPOSE_COMMAND (split like a shell would), else
-`docker compose`: Docker Compose v2, which rotator requires.
+`docker compose` (Compose v2, which upstream's files need).
 """
 
 from __future__ import annotations
@@ -26,11 +26,22 @@ import subprocess
 import tempfile
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tests.testbed.timing import Timing, placeholders
+
 TEMPLATE = Path(__file__).resolve().parent / "project"
+UPSTREAM_DB_SQL = (
+    Path(__file__).resolve().parents[3] / "shared/reference/supabase-docker/volumes/db"
+)
+"""Upstream's volumes/db/*.sql (../shared beside the repository). Where present, the db
+container mounts these read-only instead of the template's own fallbacks."""
+UPSTREAM_SQL_FILES = ("webhooks.sql", "jwt.sql", "_supabase.sql", "logs.sql", "pooler.sql")
+"""roles.sql and realtime.sql are not in ../shared (see its SOURCE.md): always the template's."""
+READ_ONLY_PASSWORD_LINE = "ALTER USER supabase_read_only_user WITH PASSWORD :'pgpass';\n"
 DEFAULT_IMAGE = os.environ.get("TESTBED_IMAGE", "rotator-testbed") + ":latest"
 """build-images.sh tags its build NAME:latest, NAME from TESTBED_IMAGE, so checkouts side by side
 can each run their own image."""
@@ -48,11 +59,17 @@ PORT_OFFSETS = {
     "storage": 8,
     "imgproxy": 9,
     "meta": 10,
-    "functions": 11,
-    "supavisor": 12,
+    "meta-admin": 11,  # postgres-meta opens PG_META_PORT + 1 too (metrics)
+    "functions": 12,
+    "supavisor": 13,
+    "analytics": 14,
+    "vector": 15,
 }
 PORT_LOCKS = Path(tempfile.gettempdir()) / "rotator-testbed-ports"
 HEALTH_PATHS = {"rest": "/ready", "storage": "/status", "supavisor": "/api/health"}
+LOGS_COMPOSE_FILE = "docker-compose.logs.yml"
+NO_HEALTH_CHECK = frozenset({"meta"})
+"""As upstream: compose can only say these run. `wait_healthy` also waits for them to answer."""
 DB_CONTAINER_SOCKET = "/var/run/postgresql"
 
 
@@ -112,6 +129,7 @@ class Testbed:
     port_base: int
     container_prefix: str
     compose: list[str]
+    timing: Timing = "fast"
 
     @classmethod
     def create(
@@ -123,6 +141,10 @@ class Testbed:
         container_prefix: str | None = None,
         image: str | None = None,
         new_api_keys: bool = False,
+        logs: bool = False,
+        read_only_password: bool = False,
+        timing: Timing = "fast",
+        upstream_sql: bool = True,
     ) -> Testbed:
         """Copy the template into tmpdir/<project_name> and render it.
 
@@ -130,57 +152,113 @@ class Testbed:
         ROTATOR_TESTBED_PORT_BASE (default 25400) is claimed, with a lock file that
         down() releases, so concurrent test processes get different blocks.
 
-        container_prefix defaults to "<project_name>-" so testbeds can run side by side;
-        pass "" for upstream's exact container names. new_api_keys=True fills in the
-        opaque and asymmetric keys as utils/add-new-auth-keys.sh does.
+        - container_prefix defaults to "<project_name>-" so testbeds can run side by side;
+          pass "" for upstream's exact container names.
+        - new_api_keys: what utils/add-new-auth-keys.sh does: the opaque and asymmetric keys
+          in .env, and the four JWKS lines of docker-compose.yml uncommented.
+        - logs: docker-compose.logs.yml (analytics, vector) added through COMPOSE_FILE.
+        - read_only_password: roles.sql gives supabase_read_only_user POSTGRES_PASSWORD too,
+          as some installs do (upstream leaves it without one).
+        - timing: "real" makes each stand-in take the real service's start-up time and
+          uses upstream's health-check intervals; "fast" neither (timing.py).
+        - upstream_sql: mount upstream's volumes/db/*.sql from ../shared when it is there
+          (see `sql_source`); False, or no ../shared, uses the template's own.
         """
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", project_name):
             raise TestbedError(f"project name {project_name!r}: use [a-z0-9_-] only")
+        values = placeholders(timing)  # refuses an unknown timing before anything is made
         base = _claim_ports(port_base)
         try:
             directory = Path(tmpdir) / project_name
             shutil.copytree(TEMPLATE, directory)
             prefix = f"{project_name}-" if container_prefix is None else container_prefix
-            tb = cls(directory, project_name, base, prefix, compose_command())
-            tb._render(
-                image or os.environ.get("ROTATOR_TESTBED_IMAGE", DEFAULT_IMAGE), new_api_keys
-            )
+            tb = cls(directory, project_name, base, prefix, compose_command(), timing)
+            image = image or os.environ.get("ROTATOR_TESTBED_IMAGE", DEFAULT_IMAGE)
+            tb._render({"IMAGE": image, **values}, new_api_keys=new_api_keys, logs=logs)
+            if read_only_password:
+                with (directory / "volumes/db/roles.sql").open("a") as roles:
+                    roles.write(READ_ONLY_PASSWORD_LINE)
+            if upstream_sql and all((UPSTREAM_DB_SQL / f).is_file() for f in UPSTREAM_SQL_FILES):
+                tb._mount_upstream_sql()
         except BaseException:
             (PORT_LOCKS / str(base)).unlink(missing_ok=True)
             raise
         return tb
 
-    def _render(self, image: str, new_api_keys: bool) -> None:
+    def _render(self, values: dict[str, str], *, new_api_keys: bool, logs: bool) -> None:
         tokens = {
             "PROJECT_NAME": self.project_name,
             "CONTAINER_PREFIX": self.container_prefix,
-            "IMAGE": image,
+            **values,
             **{f"PORT_{k.upper().replace('-', '_')}": str(self.port(k)) for k in PORT_OFFSETS},
         }
-        compose_file, env_file = self.directory / "docker-compose.yml", self.directory / ".env"
-        compose, env = compose_file.read_text(), env_file.read_text()
-        for name, value in tokens.items():
-            compose = compose.replace(f"@@{name}@@", value)
-            env = env.replace(f"@@{name}@@", value)
+        env_file = self.directory / ".env"
+        env = env_file.read_text()
+        for name in ("docker-compose.yml", LOGS_COMPOSE_FILE):
+            path = self.directory / name
+            text = path.read_text()
+            for token, value in tokens.items():
+                text = text.replace(f"@@{token}@@", value)
+            if new_api_keys and name == "docker-compose.yml":
+                # add-new-auth-keys.sh uncomments these four in docker-compose.yml
+                text = re.sub(
+                    r"(?m)^(\s*)#(GOTRUE_JWT_KEYS|API_JWT_JWKS|JWT_JWKS|SUPABASE_JWKS):",
+                    r"\1\2:",
+                    text,
+                )
+            path.write_text(text)
+        for token, value in tokens.items():
+            env = env.replace(f"@@{token}@@", value)
         if new_api_keys:
-            env = _replace_env_values(env, _new_api_keys(read_env(env_file)["JWT_SECRET"]))
-            # add-new-auth-keys.sh uncomments these four in docker-compose.yml
-            compose = re.sub(
-                r"(?m)^(\s*)#(GOTRUE_JWT_KEYS|API_JWT_JWKS|JWT_JWKS|SUPABASE_JWKS):",
-                r"\1\2:",
-                compose,
+            env = _replace_env_values(env, _new_api_keys(parse_env(env)["JWT_SECRET"]))
+        if logs:  # as upstream enables its overrides
+            env = _replace_env_values(
+                env, {"COMPOSE_FILE": f"docker-compose.yml:{LOGS_COMPOSE_FILE}"}
             )
-        compose_file.write_text(compose)
         env_file.write_text(env)
         env_file.chmod(0o600)
+
+    def _mount_upstream_sql(self) -> None:
+        """Point the db's init mounts at upstream's own files, read-only."""
+        path = self.directory / "docker-compose.yml"
+        text = path.read_text()
+        for name in UPSTREAM_SQL_FILES:
+            source = f"- ./volumes/db/{name}:"
+            line = next(line for line in text.splitlines() if source in line)
+            target = line.split(":", 2)[1]  # "- ./volumes/db/x.sql:/docker-entrypoint...:Z"
+            text = text.replace(
+                line, line.split("-", 1)[0] + f"- {UPSTREAM_DB_SQL / name}:{target}:ro"
+            )
+        path.write_text(text)
+
+    @property
+    def sql_source(self) -> str:
+        """Where the db's init SQL comes from: upstream's files, or the testbed's own."""
+        text = (self.directory / "docker-compose.yml").read_text()
+        if str(UPSTREAM_DB_SQL) in text:
+            return f"upstream {UPSTREAM_DB_SQL} (roles.sql, realtime.sql: the testbed's)"
+        return "the testbed's own volumes/db/*.sql (../shared absent or upstream_sql=False)"
 
     # --- lifecycle -------------------------------------------------------------------
 
     def up(self, timeout: float = 120) -> None:
         """`compose up -d`, then wait until every container of the project is running and
         healthy (those without a health check: running)."""
-        self.run_compose("up", "-d", timeout=timeout)
-        self.wait_healthy(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            started = self.run_compose("up", "-d", timeout=timeout, check=False)
+            left_out = [s for s, state in self.container_states().items() if state == "created"]
+            if started.returncode == 0 and not left_out:
+                break
+            # A dependency still starting when its health retries ran out (a loaded machine;
+            # upstream's supabase#44376): compose gives up on its dependents, as it would on a
+            # real install. It turns healthy later; then another `up` starts the rest.
+            if time.monotonic() > deadline:
+                raise TestbedError(
+                    f"compose up left {left_out or 'an error'}: {started.stderr.strip()[-2000:]}"
+                )
+            time.sleep(2)
+        self.wait_healthy(max(deadline - time.monotonic(), 10))
 
     def wait_healthy(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -189,11 +267,21 @@ class Testbed:
             waiting = {s: st for s, st in states.items() if st not in ("healthy", "running")}
             crashed = [s for s, st in waiting.items() if st in ("exited", "dead", "crash-loop")]
             if states and not waiting:
-                return
+                silent = [s for s in states if s in NO_HEALTH_CHECK and not self.answers(s)]
+                waiting = {s: "running, not answering yet" for s in silent}
+                if not waiting:
+                    return
             if crashed or time.monotonic() > deadline:
                 logs = {s: self.logs(s, tail=15) for s in waiting}
                 raise TestbedError(f"testbed not healthy: {waiting}; recent logs: {logs}")
             time.sleep(0.5)
+
+    def answers(self, service: str) -> bool:
+        """A service without a compose health check (meta) answers its own health URL."""
+        try:
+            return self.health(service).status == 200
+        except OSError:
+            return False
 
     def logs(self, service: str, tail: int = 50) -> str:
         ids = self._containers(service)
@@ -415,7 +503,7 @@ def _new_api_keys(jwt_secret: str) -> dict[str, str]:
 
     private = ec.generate_private_key(ec.SECP256R1())
     numbers = private.private_numbers()
-    kid = secrets.token_hex(16)
+    kid = str(uuid.uuid4())  # crypto.randomUUID(), as add-new-auth-keys.sh
     public_jwk = {"kty": "EC", "kid": kid, "use": "sig", "alg": "ES256", "ext": True,
                   "crv": "P-256", "x": b64url(numbers.public_numbers.x.to_bytes(32, "big")),
                   "y": b64url(numbers.public_numbers.y.to_bytes(32, "big"))}  # fmt: skip
