@@ -110,7 +110,7 @@ class RotationOptions:
         if not secret.signs_sessions:
             return False
         if self.revoke_sessions is None:
-            return self.mode is Mode.COMPROMISE
+            return self.mode is Mode.COMPROMISE or secret.compromise_only
         return self.revoke_sessions
 
     def to_json(self) -> dict[str, Any]:
@@ -191,6 +191,9 @@ class Secret:
     updates_analytics_users: bool = False
     """Logflare copied the first public token into `_analytics.users.api_key`, which it
     still accepts: the apply step replaces it there too."""
+    compromise_only: bool = False
+    """Always a compromise rotation (`all`: everything, after a leak): every old credential
+    dies at once and sessions are revoked unless the person keeps them."""
 
     @property
     def rotatable(self) -> bool:
@@ -952,6 +955,7 @@ def _build_all(entries: Mapping[str, Secret]) -> Secret:
         resets_pooler_tenant=True,
         signs_sessions=True,
         updates_analytics_users=True,
+        compromise_only=True,
         members=_ALL_MEMBERS,
         checklist=tuple(checklist),
     )

@@ -96,6 +96,10 @@ READ_ONLY_ROLE = "supabase_read_only_user"
 """Upstream leaves it out of the shared password; some installs give it that password
 anyway. It changes with the others exactly when the current password logs in as it."""
 
+PROBE_SETTLE_S = 60.0
+"""How long verification gives a just-recreated service that answers "not up yet" (a
+service without a health check is only known to run, not to serve)."""
+
 DB_READY_TIMEOUT_S = 180.0
 """How long recovery waits for a (re)started database to accept logins."""
 
@@ -425,7 +429,7 @@ class Engine:
                 f"not be verified. Fix that first, or: {probe.setting}. Nothing was changed."
             )
         ran = sum(not isinstance(probe, SkippedProbe) for probe in probes)
-        return f"{ran} probes passed with the current values" if ran else "no probes to try"
+        return f"{ran} probe(s) passed with the current values" if ran else "no probes to try"
 
     def _check_writable(self) -> None:
         """The .env directory and the state directory take a new file (atomic writes need
@@ -456,11 +460,13 @@ class Engine:
         done = [self._set_database(plan, state, target=target, other=other)]
         if plan.resets_pooler_tenant and not self.via_socket:
             done.append(self._set_pooler(plan, target))
+        # From here on the database takes the target's password (when it has one).
+        password = target.get(PASSWORD_KEY) or self.deployment.values()[PASSWORD_KEY]
         public = "LOGFLARE_PUBLIC_ACCESS_TOKEN"
         if plan.updates_analytics_users and target.get(public) and other.get(public):
-            done.append(self._set_analytics_key(other[public], target[public]))
+            done.append(self._set_analytics_key(other[public], target[public], password))
         if plan.revokes_sessions and target is state.new:
-            done.append(self._revoke_sessions(state))
+            done.append(self._revoke_sessions(state, password))
         return "; ".join(part for part in done if part) or "nothing to change outside .env"
 
     def _set_database(
@@ -525,20 +531,16 @@ class Engine:
         reset = reset_pooler_tenant(self._db_address(), ADMIN_ROLE, password)
         return f"pooler tenant reset ({why})" if reset else f"no pooler schema to reset ({why})"
 
-    def _set_analytics_key(self, old: str, new: str) -> str:
-        env = self.deployment.values()
-        changed = replace_analytics_user_key(
-            self._db_address(), ADMIN_ROLE, env[PASSWORD_KEY], old, new
-        )
+    def _set_analytics_key(self, old: str, new: str, password: str) -> str:
+        changed = replace_analytics_user_key(self._db_address(), ADMIN_ROLE, password, old, new)
         if changed is None:
             return "no _analytics.users table (Logflare not installed)"
         return f"Logflare's legacy user key replaced in {changed} row(s)"
 
-    def _revoke_sessions(self, state: JournalState) -> str:
-        env = self.deployment.values()
+    def _revoke_sessions(self, state: JournalState, password: str) -> str:
         state.sessions_revoked_at = time.time()
         self.journal.save(state)
-        revoked = revoke_sessions(self._db_address(), ADMIN_ROLE, env[PASSWORD_KEY])
+        revoked = revoke_sessions(self._db_address(), ADMIN_ROLE, password)
         if revoked is None:
             return "no auth schema: no session to revoke"
         return (
@@ -624,7 +626,7 @@ class Engine:
         for probe in self._probes(
             plan.env_keys, accepted=accepted, refused=refused, accepted_is=accepted_is
         ):
-            checks.append(probe.run())
+            checks.append(probe.run(settle_s=PROBE_SETTLE_S))
         for check in checks:
             self._emit(check)
         failed = [c for c in checks if c.failed]

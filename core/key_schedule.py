@@ -130,8 +130,11 @@ def record_phase(
 def with_phase(
     secret: Secret, options: RotationOptions, state_dir: Path, current: Mapping[str, str]
 ) -> RotationOptions:
-    """`options` with the signing-key phase this rotation runs (unless the caller chose):
-    the next one in a planned rotation, all at once in a compromise."""
+    """`options` as this rotation runs them: `all` is always a compromise; the signing key
+    runs the phase the caller chose, else its next one in a planned rotation, all at once
+    in a compromise."""
+    if secret.compromise_only:
+        options = replace(options, mode=Mode.COMPROMISE)
     if secret.name != "jwt-signing-key" or options.phase is not None:
         return options
     if options.mode is Mode.COMPROMISE:

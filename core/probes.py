@@ -41,7 +41,7 @@ from core.adapters.postgres import DbAddress, accepts_password
 from core.errors import DatabaseError
 from core.jwtkeys import JwkError, sign_hs256
 from core.progress import CheckResult
-from core.signing_keys import KeySet, kid_of, sign_es256
+from core.signing_keys import KeySet, kid_of, sign_es256, verify_es256
 
 __all__ = [
     "GATEWAY_PREFIX",
@@ -59,23 +59,34 @@ GATEWAY_PREFIX = "gateway: "
 POOLER_PREFIX = "pooler: "
 META_PREFIX = "postgres-meta: "
 
-API_KEYS = (
-    "ANON_KEY",
-    "SERVICE_ROLE_KEY",
-    "SUPABASE_PUBLISHABLE_KEY",
-    "SUPABASE_SECRET_KEY",
-    "ANON_KEY_ASYMMETRIC",
-    "SERVICE_ROLE_KEY_ASYMMETRIC",
+TOKEN_ENDPOINTS = (
+    ("PostgREST", "/rest/v1/", (401, 403)),
+    ("Auth", "/auth/v1/admin/users?page=1&per_page=1", (401, 403)),
+    # storage-api answers a token it cannot verify with HTTP 400 ({"statusCode": "403"}).
+    ("Storage", "/storage/v1/bucket", (400, 401, 403)),
 )
-"""Every value the gateway takes as `apikey` (Envoy's lds.template.yaml, Kong's kong.yml)."""
+"""Where a service_role token is checked, by each service that verifies tokens itself."""
 
-ADMIN_KEYS = ("SERVICE_ROLE_KEY", "SERVICE_ROLE_KEY_ASYMMETRIC")
+API_KEYS = ("ANON_KEY", "SERVICE_ROLE_KEY", "SUPABASE_PUBLISHABLE_KEY", "SUPABASE_SECRET_KEY")
+"""Every value the gateway takes as `apikey` (Envoy's lds.template.yaml: its Lua check
+accepts these four; the *_ASYMMETRIC JWTs are what sb_ keys are translated into, not keys
+a client may send)."""
+
+ADMIN_KEYS = ("SERVICE_ROLE_KEY", "SUPABASE_SECRET_KEY")
+"""The apikeys the gateway lets through to /pg/ (postgres-meta): the service role's."""
+
+BEARER_KEYS: dict[str, tuple[tuple[str, str, tuple[int, ...]], ...]] = {
+    "SERVICE_ROLE_KEY_ASYMMETRIC": TOKEN_ENDPOINTS,
+    "ANON_KEY_ASYMMETRIC": TOKEN_ENDPOINTS[:1],
+}
+"""The asymmetric API keys are JWTs the services verify as bearer tokens, and where each
+is probed (Auth's admin API and Storage's bucket list need the service role)."""
+
 GATEWAY_PROBED_KEYS = frozenset(
-    {*API_KEYS, "DASHBOARD_PASSWORD", "JWT_SECRET", "JWT_KEYS", "POSTGRES_PASSWORD"}
-    | {"PG_META_CRYPTO_KEY"}
+    {*API_KEYS, *BEARER_KEYS, "DASHBOARD_PASSWORD", "JWT_SECRET", "JWT_KEYS"}
+    | {"POSTGRES_PASSWORD", "PG_META_CRYPTO_KEY"}
 )
 """Keys some gateway probe checks (postgres-meta is reached through the gateway too)."""
-"""The values the gateway lets through to /pg/ (postgres-meta) and the OpenAPI root."""
 
 API_KEY_PATH = "/auth/v1/settings"
 """Needs an apikey at the gateway; auth answers it 200 for any valid one."""
@@ -145,12 +156,29 @@ class Probe:
     setting: str
     """How to point this probe elsewhere or turn it off, for refusals."""
 
-    def run(self) -> CheckResult:
+    def run(self, settle_s: float = 0.0) -> CheckResult:
+        """Ask, and ask again while the answer is only "not up yet" (a gateway's 502 for a
+        service still starting, a refused connection) for up to `settle_s`: right after a
+        restart that is no answer at all. The last answer is the result."""
+        deadline = time.monotonic() + settle_s
+        while True:
+            result, transient = self.attempt()
+            if not transient or time.monotonic() >= deadline:
+                return result
+            time.sleep(SETTLE_POLL_S)
+
+    def attempt(self) -> tuple[CheckResult, bool]:
+        """One try: the result, and whether it only says the target is not up yet."""
         raise NotImplementedError
 
     def unreachable(self, result: CheckResult) -> bool:
         """The probe never got an answer from its target (not a wrong answer)."""
         return result.failed and result.evidence.startswith("unreachable")
+
+
+SETTLE_POLL_S = 0.5
+NOT_UP_YET = (502, 503, 504)
+"""What a gateway answers while the service behind it is starting."""
 
 
 @dataclass(frozen=True)
@@ -165,10 +193,11 @@ class HttpProbe(Probe):
     setting: str = GATEWAY_SETTING
     refused_statuses: tuple[int, ...] = (401, 403)
 
-    def run(self) -> CheckResult:
+    def attempt(self) -> tuple[CheckResult, bool]:
         if not self.base_url.startswith(("http://", "https://")):
-            return CheckResult(
-                self.name, False, f"unreachable: not an http(s) URL: {self.base_url}"
+            return (
+                CheckResult(self.name, False, f"unreachable: not an http(s) URL: {self.base_url}"),
+                False,
             )
         request = urllib.request.Request(  # noqa: S310 - http(s) checked above
             self.base_url + self.path,
@@ -183,11 +212,16 @@ class HttpProbe(Probe):
             status = exc.code
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            return CheckResult(self.name, False, f"unreachable at {self.base_url} ({reason})")
+            return (
+                CheckResult(self.name, False, f"unreachable at {self.base_url} ({reason})"),
+                True,
+            )
         seen = f"{self.method} {self.path} -> HTTP {status}"
         if self.expect is Expect.ACCEPTED:
-            return CheckResult(self.name, 200 <= status < 300, seen)
-        return CheckResult(self.name, status in self.refused_statuses, seen)
+            ok = 200 <= status < 300
+        else:
+            ok = status in self.refused_statuses
+        return CheckResult(self.name, ok, seen), not ok and status in NOT_UP_YET
 
 
 @dataclass(frozen=True)
@@ -201,16 +235,16 @@ class PoolerProbe(Probe):
     expect: Expect
     setting: str = POOLER_SETTING
 
-    def run(self) -> CheckResult:
+    def attempt(self) -> tuple[CheckResult, bool]:
         where = f"{self.host}:{self.port}"
         try:
             took = accepts_password(
                 DbAddress(self.host, self.port, self.dbname), self.user, self.password
             )
         except DatabaseError as exc:
-            return CheckResult(self.name, False, f"unreachable at {where} ({exc})")
+            return CheckResult(self.name, False, f"unreachable at {where} ({exc})"), exc.retryable
         seen = f"login as {self.user} at {where} {'accepted' if took else 'refused'}"
-        return CheckResult(self.name, took is (self.expect is Expect.ACCEPTED), seen)
+        return CheckResult(self.name, took is (self.expect is Expect.ACCEPTED), seen), False
 
 
 @dataclass(frozen=True)
@@ -223,8 +257,8 @@ class SkippedProbe(Probe):
     expect: Expect = Expect.ACCEPTED
     setting: str = ""
 
-    def run(self) -> CheckResult:
-        return CheckResult(self.name, None, self.reason)
+    def attempt(self) -> tuple[CheckResult, bool]:
+        return CheckResult(self.name, None, self.reason), False
 
 
 # --- choosing probes ---------------------------------------------------------------------------
@@ -319,6 +353,22 @@ def probes_for(
                 {f"key {kid[:8]}": _es256_token(jwk) for kid, jwk in trusted.items()},
                 {f"key {kid[:8]} (removed)": _es256_token(jwk) for kid, jwk in gone.items()},
             )
+        for key, endpoints in BEARER_KEYS.items():
+            if key not in keys or not accepted.get(key) or not service_key:
+                continue
+            old_token = stale(key)
+            jwks = accepted.get("JWT_JWKS") or env.get("JWT_JWKS", "")
+            # An old asymmetric key dies with its signing key only (the rotate phase keeps
+            # the old key trusted on purpose): probe it refused only once that is gone.
+            dead = old_token if old_token and not _verifies(old_token, jwks) else None
+            chosen += _token_probes(
+                gateway,
+                service_key,
+                f"{key} as a bearer token",
+                {f"the {accepted_is} value": accepted[key]},
+                {f"the {refused_is} value": dead} if dead else {},
+                endpoints=endpoints,
+            )
         meta_keys = {"POSTGRES_PASSWORD", "PG_META_CRYPTO_KEY"} & set(keys)
         if meta_keys and service_key and env.get("PG_META_CRYPTO_KEY"):
             chosen += _meta_probes(
@@ -399,25 +449,18 @@ def _basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-TOKEN_ENDPOINTS = (
-    ("PostgREST", "/rest/v1/", (401, 403)),
-    ("Auth", "/auth/v1/admin/users?page=1&per_page=1", (401, 403)),
-    # storage-api answers a token it cannot verify with HTTP 400 ({"statusCode": "403"}).
-    ("Storage", "/storage/v1/bucket", (400, 401, 403)),
-)
-"""Where a service_role token is checked, by each service that verifies tokens itself."""
-
-
 def _token_probes(
     gateway: str,
     service_key: str,
     label: str,
     accepted: Mapping[str, str],
     refused: Mapping[str, str],
+    *,
+    endpoints: Sequence[tuple[str, str, tuple[int, ...]]] = TOKEN_ENDPOINTS,
 ) -> list[Probe]:
     """Each token at each service: the accepted ones 2xx, the refused ones 401/403 there."""
     probes: list[Probe] = []
-    for service, path, refusals in TOKEN_ENDPOINTS:
+    for service, path, refusals in endpoints:
         for expect, tokens in ((Expect.ACCEPTED, accepted), (Expect.REFUSED, refused)):
             for what, token in tokens.items():
                 suffix = " refused" if expect is Expect.REFUSED else ""
@@ -451,6 +494,14 @@ def _hs256_token(secret: str) -> str:
 
 def _es256_token(jwk: dict[str, Any]) -> str:
     return sign_es256(_probe_claims(), jwk)
+
+
+def _verifies(token: str, jwt_jwks: str) -> bool:
+    try:
+        verify_es256(token, jwt_jwks)
+    except JwkError:
+        return False
+    return True
 
 
 def _signing_kids(jwt_keys: str) -> dict[str, dict[str, Any]]:

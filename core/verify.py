@@ -20,6 +20,10 @@ from core.runtime import Runtime
 ADMIN_ROLE = "supabase_admin"
 """The role rotator logs in as, like upstream's utils/db-passwd.sh."""
 
+VERIFY_SETTLE_S = 10.0
+"""`rotator verify` gives a service that answers "not up yet" this long (it may have been
+recreated a moment ago)."""
+
 MIN_STRAGGLER_LEN = 8
 """Shorter values (ports, booleans) would match by accident in unrelated variables."""
 
@@ -44,7 +48,13 @@ def check_services_ready(
     bad = [s for s in wanted if s not in states or not states[s].is_ready]
     if bad:
         return CheckResult("services healthy", False, "not ready: " + ", ".join(sorted(bad)))
-    return CheckResult("services healthy", True, f"{len(wanted)} services running and healthy")
+    # A service without a health check is only known to run; its probes (if any) tell more.
+    unchecked = sorted(s for s in wanted if states[s].health == "none")
+    healthy = len(wanted) - len(unchecked)
+    evidence = f"{healthy} services running and healthy"
+    if unchecked:
+        evidence += f"; running, with no health check of their own: {', '.join(unchecked)}"
+    return CheckResult("services healthy", True, evidence)
 
 
 def check_no_stragglers(
@@ -171,7 +181,7 @@ def verify_current(
     settings = probes or ProbeSettings.for_deployment(env)
     keys = [key for key in env if env[key]]
     checks += [
-        probe.run()
+        probe.run(settle_s=VERIFY_SETTLE_S)
         for probe in probes_for(keys, accepted=env, refused=None, env=env, settings=settings)
     ]
     return checks

@@ -54,6 +54,7 @@ HTTP_SERVICES = ("auth", "rest", "storage", "functions", "meta", "studio", "supa
 MIN_NEEDLE = 8  # shorter values (ports, flags) match by accident
 PROBE_LOG: list[str] = []
 """The client probe reports of the running test (the autouse fixture below attaches them)."""
+SESSIONS_REVOKED = re.compile(r"revoked \d+ session\(s\)")
 RESULT_LINE = re.compile(r"Rotation (r-[0-9a-f]+) of (\S+) finished and verified\.")
 # Variables of ours that would steer rotator somewhere else than the testbed.
 ROTATOR_STEERING = ("ROTATOR_GATEWAY_URL", "ROTATOR_STATE_DIR", "ROTATOR_PROJECT", "ROTATOR_DEBUG")
@@ -83,6 +84,8 @@ class Rig:
     last_probe: ProbeReport | None = None
     user_id: str = ""
     """A user that signed up through the client probe, for tokens the tests mint."""
+    last_stdout: str = ""
+    """What the last `rotate` printed."""
 
     @property
     def directory(self) -> Path:
@@ -136,9 +139,10 @@ class Rig:
         self.probe_before = self.client_probe("before the rotation")
         return Snapshot(self.env_path.read_bytes(), self.tb.env(), container_strings(self.tb))
 
-    def client_probe(self, label: str) -> ProbeReport:
-        """Run the official client and log its report; every step must pass."""
-        report = probe(self.tb, label, previous=self.last_probe)
+    def client_probe(self, label: str, *, revoked: bool = False) -> ProbeReport:
+        """Run the official client and log its report; every step must pass (with
+        `revoked`, the session from before must be refused)."""
+        report = probe(self.tb, label, previous=self.last_probe, revoked=revoked)
         text = report.text()
         PROBE_LOG.append(text)
         assert not report.failures(), text
@@ -153,6 +157,7 @@ class Rig:
         it must change (the test's own expectation, not rotator's plan)."""
         before = self.snapshot()
         done = self.run("rotate", secret, "--yes", *extra, compose=compose)
+        self.last_stdout = done.stdout
         assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
         return self.finished(secret, before, done.stdout, keys)
 
@@ -160,7 +165,8 @@ class Rig:
         found = RESULT_LINE.search(stdout)
         assert found, stdout
         assert found.group(2) == secret
-        self.client_probe(f"after {secret}")
+        # A rotation that revoked sessions says so in its apply step.
+        self.client_probe(f"after {secret}", revoked=SESSIONS_REVOKED.search(stdout) is not None)
         return Rotation(self, secret, found.group(1), before, frozenset(keys))
 
 

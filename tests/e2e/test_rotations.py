@@ -9,11 +9,15 @@ before and after included.
 
 from __future__ import annotations
 
+import json
 import shlex
+import time
 from pathlib import Path
 
 import pytest
 
+from core.key_schedule import KeySchedule
+from core.signing_keys import KeySet, kid_of
 from tests.e2e.conftest import ROTATION_TIMEOUT_S, Rig, basic, wait_for
 
 pytestmark = pytest.mark.docker
@@ -21,6 +25,7 @@ pytestmark = pytest.mark.docker
 POSTGRES = ("POSTGRES_PASSWORD",)
 JWT = ("JWT_SECRET", "ANON_KEY", "SERVICE_ROLE_KEY")
 JWK_SETS = ("JWT_KEYS", "JWT_JWKS")
+ASYMMETRIC = ("ANON_KEY_ASYMMETRIC", "SERVICE_ROLE_KEY_ASYMMETRIC")
 API_KEYS = ("ANON_KEY", "SERVICE_ROLE_KEY")
 OPAQUE = ("SUPABASE_PUBLISHABLE_KEY", "SUPABASE_SECRET_KEY")
 DASHBOARD = ("DASHBOARD_PASSWORD",)
@@ -252,8 +257,50 @@ class TestWithOpaqueAndAsymmetricKeys:
         # key into ANON_KEY_ASYMMETRIC, which rest verifies with the new JWT_JWKS.
         keys_rig.rotate("jwt-secret", keys=(*JWT, *JWK_SETS)).check()
 
+    def test_the_plan_of_all_lists_the_signing_key_and_the_keys_it_signed(
+        self, keys_rig: Rig
+    ) -> None:
+        done = keys_rig.run("plan", "all", "--json")
+        assert done.returncode == 0, done.stderr
+        plan = json.loads(done.stdout)
+        assert {*JWK_SETS, *ASYMMETRIC} <= set(plan["env_keys"])
+        assert "jwt-signing-key" in plan["members"]
+        assert plan["revokes_sessions"] and plan["options"]["mode"] == "compromise"
+
+    def test_a_planned_signing_key_rotation_signs_nobody_out_through_its_three_phases(
+        self, keys_rig: Rig
+    ) -> None:
+        """standby, rotate, revoke: the session signed in before standby refreshes after
+        each phase (the client probe proves it), tokens from the new key verify after
+        rotate, and only revoke makes the old key's tokens refused."""
+        first_kid = kid_of(KeySet.parse(keys_rig.tb.env()["JWT_KEYS"]).signing)
+        standby = keys_rig.rotate("jwt-signing-key", keys=JWK_SETS)
+        standby.check()
+        assert "rotate: the new key signs" in keys_rig.last_stdout
+
+        rotated = keys_rig.rotate("jwt-signing-key", keys=("JWT_KEYS", *ASYMMETRIC))
+        rotated.check()
+        new_kid = kid_of(KeySet.parse(keys_rig.tb.env()["JWT_KEYS"]).signing)
+        assert new_kid != first_kid
+        assert keys_rig.last_probe is not None  # sessions are now signed by the new key
+        assert f"kid {new_kid[:8]}" in keys_rig.last_probe.text()
+
+        early = keys_rig.run("rotate", "jwt-signing-key", "--yes")
+        assert early.returncode == 2 and "revoke it at" in early.stderr
+        record = KeySchedule.read(keys_rig.directory / ".rotator")
+        assert record is not None
+        # Waiting JWT_EXPIRY and 15 minutes is the schedule's job: move its clock instead.
+        KeySchedule(**{**record.__dict__, "revoke_after": time.time() - 1}).write(
+            keys_rig.directory / ".rotator"
+        )
+        keys_rig.rotate("jwt-signing-key", keys=JWK_SETS).check()
+        env = keys_rig.tb.env()
+        assert first_kid not in env["JWT_KEYS"] and first_kid not in env["JWT_JWKS"]
+
     def test_all(self, keys_rig: Rig) -> None:
-        keys_rig.rotate("all", keys=(*ALL, *OPAQUE, *JWK_SETS)).check()
+        """Everything after a leak: the signing key replaced at once, every session
+        revoked (the client probe proves the session from before cannot refresh)."""
+        keys_rig.rotate("all", keys=(*ALL, *OPAQUE, *JWK_SETS, *ASYMMETRIC)).check()
 
 
 # --------------------------------------------------------------------------- compose v1

@@ -63,15 +63,21 @@ def _token_header(token: str) -> str:
     return f"{header.get('alg')}" + (f", kid {kid[:8]}…" if kid else ", no kid")
 
 
-def probe(tb: Testbed, label: str, previous: ProbeReport | None = None) -> ProbeReport:
+def probe(
+    tb: Testbed, label: str, previous: ProbeReport | None = None, *, revoked: bool = False
+) -> ProbeReport:
+    """`revoked`: the rotation since `previous` revoked every session, so refreshing that
+    session must now be refused (a stolen refresh token is worthless)."""
     import httpx
 
     # One HTTP client for every part of the Supabase clients, closed when the probe ends.
     with httpx.Client(timeout=15) as http:
-        return _probe(tb, label, previous, http)
+        return _probe(tb, label, previous, http, revoked)
 
 
-def _probe(tb: Testbed, label: str, previous: ProbeReport | None, http: Any) -> ProbeReport:
+def _probe(
+    tb: Testbed, label: str, previous: ProbeReport | None, http: Any, revoked: bool
+) -> ProbeReport:
     from supabase import create_client
     from supabase.lib.client_options import SyncClientOptions
 
@@ -141,7 +147,17 @@ def _probe(tb: Testbed, label: str, previous: ProbeReport | None, http: Any) -> 
             header = _token_header(response.session.access_token)
             return f"session from {previous.label} refreshed ({header})"
 
-        if step(f"refresh the session from {previous.label}", refresh_previous):
+        if revoked:
+
+            def refused() -> str:
+                try:
+                    refresh_previous()
+                except Exception as exc:  # the refusal is the finding
+                    return f"refused, as a revoked session must be ({type(exc).__name__})"
+                raise AssertionError("a revoked session was refreshed")
+
+            step(f"the session from {previous.label} cannot refresh", refused)
+        elif step(f"refresh the session from {previous.label}", refresh_previous):
             app = old
             step("read items with it", read(f"the user from {previous.label}"))
     return report
