@@ -553,10 +553,15 @@ def backup(path: Path, backup_dir: Path, *, label: str = "") -> Path:
         raise ValueError("a backup label holds letters, digits, '_' and '-' only")
     suffix = f".{label}" if label else ""
     fd, target = _create_exclusive(backup_dir, f"{path.name}.{stamp}{suffix}")
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        # A full disk leaves a truncated copy: it would pass for a backup, so it goes.
+        target.unlink(missing_ok=True)
+        raise
     _fsync_dir(backup_dir)
     return target
 

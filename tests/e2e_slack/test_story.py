@@ -190,7 +190,7 @@ def test_the_story_request_approval_notices_window_rotation_report(stack: Stack)
     assert final.startswith("*:white_check_mark: `dashboard-password` rotated")
     for step in ("preflight", "backup", "stage", "apply", "commit", "restart", "verify"):
         assert f":white_check_mark: *{step}*" in final
-    assert "restart*: api-gw" in final
+    assert "restart*: recreated and ready: api-gw" in final
     after = texts[texts.index(progress[0]) + 1 :]
     assert after[0].startswith("Verification") and after[1] == "Security checklist"
     assert "finished and verified" in after[2] and len(after) == 3
