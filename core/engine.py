@@ -282,7 +282,7 @@ class Engine:
                 done.detail = self._restart(plan)
             with self._step(state, Step.VERIFY) as done:
                 checks = self._verify(plan, accepted=state.new, refused=state.old, state=state)
-                done.detail = f"{sum(c.ok is True for c in checks)} checks passed"
+                done.detail = _verify_summary(checks)
         except StepFailed as exc:
             return self._roll_back(state, plan, reason=str(exc), failure=exc)
         except (RotatorError, OSError) as exc:
@@ -547,6 +547,8 @@ class Engine:
         revoked = revoke_sessions(self._db_address(), ADMIN_ROLE, password)
         if revoked is None:
             return "no auth schema: no session to revoke"
+        if not revoked.sessions and not revoked.refresh_tokens:
+            return "no session or refresh token existed: nobody was signed in"
         return (
             f"revoked {revoked.sessions} session(s) and {revoked.refresh_tokens} refresh "
             "token(s): everyone signs in again"
@@ -637,6 +639,14 @@ class Engine:
         if failed:
             raise VerificationFailed(
                 "verification failed: " + "; ".join(f"{c.name} ({c.evidence})" for c in failed),
+                step=Step.VERIFY.value,
+            )
+        if not any(c.ok is True for c in checks):
+            # Nothing failed because nothing was looked at: that proves nothing either.
+            raise VerificationFailed(
+                "verification proved nothing: every check was not applicable ("
+                + "; ".join(f"{c.name}: {c.evidence}" for c in checks)
+                + ")",
                 step=Step.VERIFY.value,
             )
         return checks
@@ -892,3 +902,10 @@ def _state_of(states: Mapping[str, object], service: str) -> str:
 def _os_error(exc: OSError) -> str:
     """An OSError in words, without the path's contents: its errno name and message."""
     return exc.strerror or type(exc).__name__
+
+
+def _verify_summary(checks: Sequence[CheckResult]) -> str:
+    passed = sum(c.ok is True for c in checks)
+    skipped = sum(c.ok is None for c in checks)
+    summary = f"{passed} check(s) passed"
+    return summary + (f", {skipped} not applicable" if skipped else "")

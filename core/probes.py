@@ -280,152 +280,185 @@ def probes_for(
     the accepted values in the report: "new" after a rotation, "old" after a rollback,
     "current" before anything changes.
     """
-    refused_is = "old" if accepted_is == "new" else "new"
+    ask = _Ask(frozenset(keys), accepted, refused, env, accepted_is)
     chosen: list[Probe] = []
-
-    def stale(key: str) -> str | None:
-        if refused is None:
-            return None
-        value = refused.get(key)
-        return value if value and value != accepted.get(key) else None
-
     gateway = settings.gateway_url
-    if gateway is None and GATEWAY_PROBED_KEYS & set(keys):
+    if gateway is None and GATEWAY_PROBED_KEYS & ask.keys:
         chosen.append(SkippedProbe(f"{GATEWAY_PREFIX}probes", "turned off (--no-gateway-probes)"))
     if gateway is not None:
-        for key in API_KEYS:
-            if key not in keys or not accepted.get(key):
-                continue
-            chosen += _pair(
-                f"{GATEWAY_PREFIX}{key} as apikey",
-                accepted_is,
-                refused_is,
-                lambda value: HttpProbe(
-                    "", gateway, API_KEY_PATH, {"apikey": value}, Expect.ACCEPTED
-                ),
-                accepted[key],
-                stale(key),
-            )
-        for key in ADMIN_KEYS:
-            if key not in keys or not accepted.get(key):
-                continue
-            chosen += _pair(
-                f"{GATEWAY_PREFIX}{key} as admin (/pg/)",
-                accepted_is,
-                refused_is,
-                lambda value: _meta_query(gateway, value, connection=None),
-                accepted[key],
-                stale(key),
-            )
-        if "DASHBOARD_PASSWORD" in keys and accepted.get("DASHBOARD_PASSWORD"):
-            user = env.get("DASHBOARD_USERNAME", "")
-            chosen += _pair(
-                f"{GATEWAY_PREFIX}dashboard login",
-                accepted_is,
-                refused_is,
-                lambda value: HttpProbe(
-                    "", gateway, DASHBOARD_PATH, _basic(user, value), Expect.ACCEPTED
-                ),
-                accepted["DASHBOARD_PASSWORD"],
-                stale("DASHBOARD_PASSWORD"),
-            )
-        service_key = accepted.get("SERVICE_ROLE_KEY") or env.get("SERVICE_ROLE_KEY", "")
-        if "JWT_SECRET" in keys and accepted.get("JWT_SECRET") and service_key:
-            old_secret = stale("JWT_SECRET")
-            chosen += _token_probes(
-                gateway,
-                service_key,
-                "a token signed with JWT_SECRET",
-                {f"the {accepted_is} secret": _hs256_token(accepted["JWT_SECRET"])},
-                {f"the {refused_is} secret": _hs256_token(old_secret)} if old_secret else {},
-            )
-        if "JWT_KEYS" in keys and accepted.get("JWT_KEYS") and service_key:
-            trusted = _signing_kids(accepted.get("JWT_KEYS", ""))
-            gone = {
-                kid: jwk
-                for kid, jwk in _signing_kids((refused or {}).get("JWT_KEYS", "")).items()
-                if kid not in trusted
-            }
-            chosen += _token_probes(
-                gateway,
-                service_key,
-                "a token signed with",
-                {f"key {kid[:8]}": _es256_token(jwk) for kid, jwk in trusted.items()},
-                {f"key {kid[:8]} (removed)": _es256_token(jwk) for kid, jwk in gone.items()},
-            )
-        for key, endpoints in BEARER_KEYS.items():
-            if key not in keys or not accepted.get(key) or not service_key:
-                continue
-            old_token = stale(key)
-            jwks = accepted.get("JWT_JWKS") or env.get("JWT_JWKS", "")
-            # An old asymmetric key dies with its signing key only (the rotate phase keeps
-            # the old key trusted on purpose): probe it refused only once that is gone.
-            dead = old_token if old_token and not _verifies(old_token, jwks) else None
-            chosen += _token_probes(
-                gateway,
-                service_key,
-                f"{key} as a bearer token",
-                {f"the {accepted_is} value": accepted[key]},
-                {f"the {refused_is} value": dead} if dead else {},
-                endpoints=endpoints,
-            )
-        meta_keys = {"POSTGRES_PASSWORD", "PG_META_CRYPTO_KEY"} & set(keys)
-        if meta_keys and service_key and env.get("PG_META_CRYPTO_KEY"):
-            chosen += _meta_probes(
-                gateway, service_key, env, accepted, refused, accepted_is, refused_is
-            )
-    pooler = settings.pooler_address
-    if pooler is None and {"POSTGRES_PASSWORD", "VAULT_ENC_KEY"} & set(keys):
-        why = (
-            "turned off (--no-pooler-probe)"
-            if env.get("POOLER_TENANT_ID")
-            else ("no pooler in .env (POOLER_TENANT_ID, POOLER_PROXY_PORT_TRANSACTION)")
-        )
-        chosen.append(SkippedProbe(f"{POOLER_PREFIX}login", why))
-    if pooler is not None and {"POSTGRES_PASSWORD", "VAULT_ENC_KEY"} & set(keys):
-        password = accepted.get("POSTGRES_PASSWORD") or env.get("POSTGRES_PASSWORD", "")
-        user = f"postgres.{env.get('POOLER_TENANT_ID', '')}"
-        dbname = env.get("POSTGRES_DB") or "postgres"
-        name = f"{POOLER_PREFIX}login as {user}"
-        chosen.append(
-            PoolerProbe(
-                f"{name} with the {accepted_is} password",
-                *pooler,
-                user,
-                dbname,
-                password,
-                Expect.ACCEPTED,
-            )
-        )
-        old = stale("POSTGRES_PASSWORD")
-        if old is not None:
-            chosen.append(
-                PoolerProbe(
-                    f"{name} with the {refused_is} password refused",
-                    *pooler,
-                    user,
-                    dbname,
-                    old,
-                    Expect.REFUSED,
-                )
-            )
+        chosen += _client_key_probes(gateway, ask)
+        chosen += _signing_probes(gateway, ask)
+        if {"POSTGRES_PASSWORD", "PG_META_CRYPTO_KEY"} & ask.keys and ask.service_key:
+            chosen += _meta_probes(gateway, ask)
+    if {"POSTGRES_PASSWORD", "VAULT_ENC_KEY"} & ask.keys:
+        chosen += _pooler_probes(settings.pooler_address, ask)
     return chosen
 
 
-def _pair(
-    label: str,
-    accepted_is: str,
-    refused_is: str,
-    make: Callable[[str], HttpProbe],
-    accepted: str,
-    refused: str | None,
-) -> list[Probe]:
-    """The accepted probe for a value and, when there is one, the refused probe."""
-    yes = make(accepted)
-    probes: list[Probe] = [_renamed(yes, f"{label} with the {accepted_is} value", Expect.ACCEPTED)]
-    if refused is not None:
+@dataclass(frozen=True)
+class _Ask:
+    """What one call of probes_for asks: the keys, both sets of values, how to name them."""
+
+    keys: frozenset[str]
+    accepted: Mapping[str, str]
+    refused: Mapping[str, str] | None
+    env: Mapping[str, str]
+    accepted_is: str
+
+    @property
+    def refused_is(self) -> str:
+        return "old" if self.accepted_is == "new" else "new"
+
+    def wants(self, key: str) -> bool:
+        """`key` is asked about and has an accepted value to probe with."""
+        return key in self.keys and bool(self.accepted.get(key))
+
+    def stale(self, key: str) -> str | None:
+        """The value of `key` to probe refused, if it is asked for and differs."""
+        value = (self.refused or {}).get(key)
+        return value if value and value != self.accepted.get(key) else None
+
+    def current(self, key: str) -> str:
+        """The value the deployment runs with once the accepted values are in."""
+        return self.accepted.get(key) or self.env.get(key, "")
+
+    @property
+    def service_key(self) -> str:
+        """What the token probes pass the gateway as apikey."""
+        return self.current("SERVICE_ROLE_KEY")
+
+
+def _client_key_probes(gateway: str, ask: _Ask) -> list[Probe]:
+    """The values a client sends the gateway itself: apikeys and the dashboard login."""
+    probes: list[Probe] = []
+    for key in API_KEYS:
+        if ask.wants(key):
+            probes += _pair(
+                f"{GATEWAY_PREFIX}{key} as apikey",
+                ask,
+                lambda value: HttpProbe(
+                    "", gateway, API_KEY_PATH, {"apikey": value}, Expect.ACCEPTED
+                ),
+                key,
+            )
+    for key in ADMIN_KEYS:
+        if ask.wants(key):
+            probes += _pair(
+                f"{GATEWAY_PREFIX}{key} as admin (/pg/)",
+                ask,
+                lambda value: _meta_query(gateway, value, connection=None),
+                key,
+            )
+    if ask.wants("DASHBOARD_PASSWORD"):
+        user = ask.env.get("DASHBOARD_USERNAME", "")
+        probes += _pair(
+            f"{GATEWAY_PREFIX}dashboard login",
+            ask,
+            lambda value: HttpProbe(
+                "", gateway, DASHBOARD_PATH, _basic(user, value), Expect.ACCEPTED
+            ),
+            "DASHBOARD_PASSWORD",
+        )
+    return probes
+
+
+def _signing_probes(gateway: str, ask: _Ask) -> list[Probe]:
+    """Tokens signed with the secret or keys that changed, at each service verifying them."""
+    if not ask.service_key:
+        return []
+    probes: list[Probe] = []
+    if ask.wants("JWT_SECRET"):
+        old_secret = ask.stale("JWT_SECRET")
+        probes += _token_probes(
+            gateway,
+            ask.service_key,
+            "a token signed with JWT_SECRET",
+            {f"the {ask.accepted_is} secret": _hs256_token(ask.accepted["JWT_SECRET"])},
+            {f"the {ask.refused_is} secret": _hs256_token(old_secret)} if old_secret else {},
+        )
+    if ask.wants("JWT_KEYS"):
+        trusted = _signing_kids(ask.accepted["JWT_KEYS"])
+        gone = {
+            kid: jwk
+            for kid, jwk in _signing_kids((ask.refused or {}).get("JWT_KEYS", "")).items()
+            if kid not in trusted
+        }
+        probes += _token_probes(
+            gateway,
+            ask.service_key,
+            "a token signed with",
+            {f"key {kid[:8]}": _es256_token(jwk) for kid, jwk in trusted.items()},
+            {f"key {kid[:8]} (removed)": _es256_token(jwk) for kid, jwk in gone.items()},
+        )
+    for key, endpoints in BEARER_KEYS.items():
+        if not ask.wants(key):
+            continue
+        old_token = ask.stale(key)
+        # An old asymmetric key dies with its signing key only (the rotate phase keeps
+        # the old key trusted on purpose): probe it refused only once that is gone.
+        dead = (
+            old_token if old_token and not _verifies(old_token, ask.current("JWT_JWKS")) else None
+        )
+        probes += _token_probes(
+            gateway,
+            ask.service_key,
+            f"{key} as a bearer token",
+            {f"the {ask.accepted_is} value": ask.accepted[key]},
+            {f"the {ask.refused_is} value": dead} if dead else {},
+            endpoints=endpoints,
+        )
+    return probes
+
+
+def _pooler_probes(pooler: tuple[str, int] | None, ask: _Ask) -> list[Probe]:
+    """A login through Supavisor, which holds the password (and VAULT_ENC_KEY-encrypted)."""
+    if pooler is None:
+        why = (
+            "turned off (--no-pooler-probe)"
+            if ask.env.get("POOLER_TENANT_ID")
+            else "no pooler in .env (POOLER_TENANT_ID, POOLER_PROXY_PORT_TRANSACTION)"
+        )
+        return [SkippedProbe(f"{POOLER_PREFIX}login", why)]
+    user = f"postgres.{ask.env.get('POOLER_TENANT_ID', '')}"
+    dbname = ask.env.get("POSTGRES_DB") or "postgres"
+    name = f"{POOLER_PREFIX}login as {user}"
+    password = ask.current("POSTGRES_PASSWORD")
+    probes: list[Probe] = [
+        PoolerProbe(
+            f"{name} with the {ask.accepted_is} password",
+            *pooler,
+            user,
+            dbname,
+            password,
+            Expect.ACCEPTED,
+        )
+    ]
+    old = ask.stale("POSTGRES_PASSWORD")
+    if old is not None:
         probes.append(
-            _renamed(make(refused), f"{label} with the {refused_is} value refused", Expect.REFUSED)
+            PoolerProbe(
+                f"{name} with the {ask.refused_is} password refused",
+                *pooler,
+                user,
+                dbname,
+                old,
+                Expect.REFUSED,
+            )
+        )
+    return probes
+
+
+def _pair(label: str, ask: _Ask, make: Callable[[str], HttpProbe], key: str) -> list[Probe]:
+    """The accepted probe for `key`'s value and, when there is one, the refused probe."""
+    probes: list[Probe] = [
+        _renamed(
+            make(ask.accepted[key]), f"{label} with the {ask.accepted_is} value", Expect.ACCEPTED
+        )
+    ]
+    old = ask.stale(key)
+    if old is not None:
+        probes.append(
+            _renamed(make(old), f"{label} with the {ask.refused_is} value refused", Expect.REFUSED)
         )
     return probes
 
@@ -524,35 +557,30 @@ def _meta_query(gateway: str, service_key: str, *, connection: str | None) -> Ht
     return HttpProbe("", gateway, ADMIN_PATH, headers, Expect.ACCEPTED, method="POST", body=body)
 
 
-def _meta_probes(
-    gateway: str,
-    service_key: str,
-    env: Mapping[str, str],
-    accepted: Mapping[str, str],
-    refused: Mapping[str, str] | None,
-    accepted_is: str,
-    refused_is: str,
-) -> list[Probe]:
+def _meta_probes(gateway: str, ask: _Ask) -> list[Probe]:
     """Studio's path to the database: a connection string (holding POSTGRES_PASSWORD)
     encrypted with PG_META_CRYPTO_KEY, decrypted and used by postgres-meta."""
-    password = accepted.get("POSTGRES_PASSWORD") or env.get("POSTGRES_PASSWORD", "")
-    crypto_key = accepted.get("PG_META_CRYPTO_KEY") or env["PG_META_CRYPTO_KEY"]
-    connection = _studio_connection(env, password)
+    crypto_key = ask.current("PG_META_CRYPTO_KEY")
+    if not crypto_key:
+        return []
+    connection = _studio_connection(ask.env, ask.current("POSTGRES_PASSWORD"))
     name = f"{META_PREFIX}a query with Studio's encrypted connection"
+    sealed = cryptojs_encrypt(crypto_key, connection)
     probes: list[Probe] = [
         _renamed(
-            _meta_query(gateway, service_key, connection=cryptojs_encrypt(crypto_key, connection)),
-            f"{name}, {accepted_is} values",
+            _meta_query(gateway, ask.service_key, connection=sealed),
+            f"{name}, {ask.accepted_is} values",
             Expect.ACCEPTED,
         )
     ]
-    old_key = (refused or {}).get("PG_META_CRYPTO_KEY")
-    if old_key and old_key != crypto_key:
+    old_key = ask.stale("PG_META_CRYPTO_KEY")
+    if old_key is not None:
         # postgres-meta cannot decrypt the connection: it answers an error, not 401/403.
-        probe = _meta_query(gateway, service_key, connection=cryptojs_encrypt(old_key, connection))
+        old_sealed = cryptojs_encrypt(old_key, connection)
+        probe = _meta_query(gateway, ask.service_key, connection=old_sealed)
         probes.append(
             HttpProbe(
-                f"{name} encrypted with the {refused_is} key refused",
+                f"{name} encrypted with the {ask.refused_is} key refused",
                 probe.base_url,
                 probe.path,
                 probe.headers,

@@ -51,9 +51,10 @@ def check_services_ready(
     # A service without a health check is only known to run; its probes (if any) tell more.
     unchecked = sorted(s for s in wanted if states[s].health == "none")
     healthy = len(wanted) - len(unchecked)
-    evidence = f"{healthy} services running and healthy"
+    parts = [f"{healthy} service(s) running and healthy"] if healthy else []
     if unchecked:
-        evidence += f"; running, with no health check of their own: {', '.join(unchecked)}"
+        parts.append(f"running, with no health check of their own: {', '.join(unchecked)}")
+    evidence = "; ".join(parts)
     return CheckResult("services healthy", True, evidence)
 
 
@@ -177,11 +178,15 @@ def verify_current(
     ]
     if env.get("POSTGRES_PASSWORD"):
         address = db_address(deployment, runtime)
-        checks += check_db_passwords(address, SHARED_PASSWORD_ROLES, env["POSTGRES_PASSWORD"], None)
+        checks += check_db_passwords(
+            address, SHARED_PASSWORD_ROLES, env["POSTGRES_PASSWORD"], None, accepted_is="current"
+        )
     settings = probes or ProbeSettings.for_deployment(env)
     keys = [key for key in env if env[key]]
     checks += [
         probe.run(settle_s=VERIFY_SETTLE_S)
-        for probe in probes_for(keys, accepted=env, refused=None, env=env, settings=settings)
+        for probe in probes_for(
+            keys, accepted=env, refused=None, env=env, settings=settings, accepted_is="current"
+        )
     ]
     return checks

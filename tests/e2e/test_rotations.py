@@ -54,7 +54,7 @@ def test_verify_passes_on_a_fresh_deployment_and_catches_an_env_edit_without_rec
     fresh = rig.run("verify")
     assert fresh.returncode == 0, fresh.stdout + fresh.stderr
     assert "✓ containers match .env" in fresh.stdout
-    assert "✓ database accepts the new password" in fresh.stdout
+    assert "✓ database accepts the current password" in fresh.stdout
     assert "✗" not in fresh.stdout
 
     original = rig.env_path.read_bytes()

@@ -195,8 +195,14 @@ def test_the_story_request_approval_notices_window_rotation_report(stack: Stack)
     assert after[0].startswith("Verification") and after[1] == "Security checklist"
     assert "finished and verified" in after[2] and len(after) == 3
     blocks = {m["text"]: json.dumps(m.get("blocks")) for m in stack.thread(request)}
-    assert "dashboard login with the new value*: GET / -> HTTP 200" in blocks[after[0]]
-    assert "dashboard login with the old value refused*: GET / -> HTTP 401" in blocks[after[0]]
+    assert (
+        "dashboard login with the new value*: GET /api/platform/profile -> HTTP 200"
+        in blocks[after[0]]
+    )
+    assert (
+        "dashboard login with the old value refused*: GET /api/platform/profile -> HTTP 401"
+        in blocks[after[0]]
+    )
     checklist = blocks["Security checklist"]
     assert ":ballot_box_with_check:" in checklist and "evidence:" in checklist
     assert "*To do:* Share the new Dashboard password" in checklist
