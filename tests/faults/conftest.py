@@ -36,16 +36,21 @@ COMPOSE_COMMAND = os.environ.get("ROTATOR_COMPOSE_COMMAND", "docker compose")
 
 
 def start_testbed(
-    tmp: Path, name: str, prepare: Callable[[Testbed], None] | None = None
+    tmp: Path,
+    name: str,
+    prepare: Callable[[Testbed], None] | None = None,
+    *,
+    new_api_keys: bool = False,
 ) -> Iterator[Testbed]:
-    """A running testbed for one test module (the body of a module-scoped fixture)."""
+    """A running testbed for one test module (the body of a module-scoped fixture);
+    `new_api_keys` as in Testbed.create."""
     if shutil.which("docker") is None:
         service_missing("no docker command")
     if not image_exists():
         service_missing("testbed image not built (tests/testbed/build-images.sh)")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ROTATOR_COMPOSE_COMMAND", COMPOSE_COMMAND)
-        tb = Testbed.create(tmp, project_name=f"{name}-{os.getpid()}")
+        tb = Testbed.create(tmp, project_name=f"{name}-{os.getpid()}", new_api_keys=new_api_keys)
     try:
         if prepare is not None:
             prepare(tb)
