@@ -179,6 +179,7 @@ def start_testbed(
     timing: Timing = "fast",
     logs: bool = False,
     read_only_password: bool = False,
+    initdb_args: str | None = None,
 ) -> Iterator[Rig]:
     """Create and start a testbed (options: `Testbed.create`); remove it afterwards."""
     require_docker()
@@ -191,6 +192,7 @@ def start_testbed(
             timing=timing,
             logs=logs,
             read_only_password=read_only_password,
+            initdb_args=initdb_args,
         )
     try:
         tb.up(timeout=300 if timing == "real" else 180)

@@ -145,6 +145,7 @@ class Testbed:
         read_only_password: bool = False,
         timing: Timing = "fast",
         upstream_sql: bool = True,
+        initdb_args: str | None = None,
     ) -> Testbed:
         """Copy the template into tmpdir/<project_name> and render it.
 
@@ -163,6 +164,8 @@ class Testbed:
           uses upstream's health-check intervals; "fast" neither (timing.py).
         - upstream_sql: mount upstream's volumes/db/*.sql from ../shared when it is there
           (see `sql_source`); False, or no ../shared, uses the template's own.
+        - initdb_args: the db service's POSTGRES_INITDB_ARGS, as an install sets it (e.g.
+          "-E SQL_ASCII --no-locale"); None keeps the image's UTF8 cluster.
         """
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", project_name):
             raise TestbedError(f"project name {project_name!r}: use [a-z0-9_-] only")
@@ -178,6 +181,8 @@ class Testbed:
             if read_only_password:
                 with (directory / "volumes/db/roles.sql").open("a") as roles:
                     roles.write(READ_ONLY_PASSWORD_LINE)
+            if initdb_args is not None:
+                tb._set_initdb_args(initdb_args)
             if upstream_sql and all((UPSTREAM_DB_SQL / f).is_file() for f in UPSTREAM_SQL_FILES):
                 tb._mount_upstream_sql()
         except BaseException:
@@ -217,6 +222,14 @@ class Testbed:
             )
         env_file.write_text(env)
         env_file.chmod(0o600)
+
+    def _set_initdb_args(self, args: str) -> None:
+        path = self.directory / "docker-compose.yml"
+        anchor = "      JWT_EXP: ${JWT_EXPIRY}\n"
+        text = path.read_text()
+        if text.count(anchor) != 1:
+            raise TestbedError("docker-compose.yml: the db service's JWT_EXP line moved")
+        path.write_text(text.replace(anchor, anchor + f"      POSTGRES_INITDB_ARGS: {args}\n"))
 
     def _mount_upstream_sql(self) -> None:
         """Point the db's init mounts at upstream's own files, read-only."""
