@@ -132,7 +132,11 @@ def _files(source: Path, excluded: set[Path]) -> Iterator[Path]:
         dirs[:] = sorted(d for d in dirs if here / d not in excluded)
         for name in sorted(files):
             path = here / name
-            if path not in excluded and stat.S_ISREG(path.lstat().st_mode):
+            try:
+                regular = stat.S_ISREG(path.lstat().st_mode)
+            except OSError:
+                continue  # gone since the walk listed it: a live database's temp files
+            if regular and path not in excluded:
                 yield path
 
 

@@ -12,7 +12,7 @@ import pytest
 from core.cli import main
 from core.compose import Mount
 from core.envfile import EnvFile
-from core.mounts import MAX_FILE_BYTES, find_copies
+from core.mounts import MAX_FILE_BYTES, _files, find_copies
 from tests.conftest import REFERENCE_2025_11, REFERENCE_CURRENT, reference_dir
 
 VALUE = "old-anon-key-value-0123456789"
@@ -45,6 +45,22 @@ def test_a_mounted_file_holding_a_value_is_found_with_the_key_and_where_it_shows
     assert scan.copies == {kong: {"ANON_KEY"}}
     assert scan.mounted_as[kong] == "kong:/home/kong/temp.yml"  # the first mount showing it
     assert scan.searched == 2  # each file once, though two mounts show kong.yml
+
+
+def test_files_that_vanish_during_the_walk_are_passed_over(tmp_path: Path) -> None:
+    # A running database's data directory: temp files go while it is walked.
+    data = tmp_path / "volumes/db/data"
+    names = [f"pgsql_tmp{i:02d}" for i in range(6)]
+    for name in names:
+        write(data / name, "temp")
+    walk = _files(data, excluded=set())
+    first = next(walk)  # the directory is listed now; then the server removes files
+    for name in names[1::2]:
+        (data / name).unlink()
+
+    rest = list(walk)
+
+    assert [first, *rest] == [data / name for name in names[0::2]]
 
 
 def test_files_outside_the_project_env_and_the_state_dir_are_not_searched(
