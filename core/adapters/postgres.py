@@ -607,6 +607,13 @@ def sessions_before(
         return SessionsRevoked(int(row[0]), int(row[1])) if row else None
 
 
+def _has_analytics_users(run: _Run) -> bool:
+    found = run(
+        "looking for _analytics.users", "SELECT to_regclass('_analytics.users') IS NOT NULL"
+    ).fetchone()
+    return bool(found and found[0])
+
+
 @_detached
 def replace_analytics_user_key(
     address: DbAddress, admin_role: str, password: str, old: str, new: str
@@ -617,10 +624,7 @@ def replace_analytics_user_key(
     conn = _metadata_connection(address, admin_role, password)
     with _transaction(conn, address, "the analytics key transaction") as run:
         _silence_parameter_logging(run)
-        found = run(
-            "looking for _analytics.users", "SELECT to_regclass('_analytics.users') IS NOT NULL"
-        ).fetchone()
-        if not found or not found[0]:
+        if not _has_analytics_users(run):
             return None
         cursor = run(
             "UPDATE _analytics.users",
@@ -638,10 +642,7 @@ def analytics_users_holding(
     conn = _metadata_connection(address, admin_role, password)
     with _transaction(conn, address, "reading _analytics.users") as run:
         _silence_parameter_logging(run)
-        found = run(
-            "looking for _analytics.users", "SELECT to_regclass('_analytics.users') IS NOT NULL"
-        ).fetchone()
-        if not found or not found[0]:
+        if not _has_analytics_users(run):
             return None
         row = run(
             "counting _analytics.users",
