@@ -66,8 +66,10 @@ def compose_files(project: Path) -> list[Path]:
     return [p for p in found if p.exists()] or [project / "docker-compose.yml"]
 
 
-def depends_on_closure(project: Path) -> dict[str, set[str]]:
-    """Service -> every service it waits for, directly or not, from the files themselves."""
+def depends_on_closure(project: Path, planned: set[str]) -> dict[str, set[str]]:
+    """Service -> every planned service it waits for, directly or through other planned
+    ones, from the files themselves (one the plan leaves alone keeps running: nothing
+    behind it is waited for)."""
     direct: dict[str, set[str]] = {}
     for path in compose_files(project):
         document = yaml.safe_load(path.read_text()) or {}
@@ -80,19 +82,24 @@ def depends_on_closure(project: Path) -> dict[str, set[str]]:
         todo = list(direct[name])
         while todo:
             dep = todo.pop()
-            if dep not in seen:
+            if dep not in seen and dep in planned:
                 seen.add(dep)
                 todo.extend(direct.get(dep, ()))
         closure[name] = seen
     return closure
 
 
-def assert_dependencies_first(project: Path, services: list[str]) -> None:
-    closure = depends_on_closure(project)
+def assert_dependencies_first(project: Path, plan: dict[str, Any]) -> None:
+    """Every planned service after the planned ones it depends on, except the database,
+    which is recreated last (the running one has the new password already)."""
+    services, last = plan["services"], plan["restart_last"]
+    closure = depends_on_closure(project, set(services))
     position = {name: index for index, name in enumerate(services)}
     for name in services:
-        for dep in closure[name] & set(services):
+        for dep in closure[name] & set(services) - set(last):
             assert position[dep] < position[name], f"{name} comes before {dep}, which it needs"
+    assert services[len(services) - len(last) :] == last
+    assert len(last) <= 1  # the database service, whatever its name
 
 
 def assert_plan_shape(plan: dict[str, Any], secret: str) -> None:
@@ -111,15 +118,18 @@ CURRENT: dict[str, tuple[list[str], list[str]]] = {
     # secret: (env_keys, services in restart order)
     "postgres-password": (
         ["POSTGRES_PASSWORD"],
-        # db and studio wait for nothing; then everything on db; storage waits for rest
-        ["db", "studio", "auth", "functions", "meta", "realtime", "rest", "supavisor", "storage"],
+        # everything on db at once (db runs on, with the new password already), storage
+        # with rest (it needs it started only), functions too (the gateway it waits for
+        # keeps running); db last
+        ["studio", "auth", "functions", "meta", "realtime", "rest", "supavisor", "storage", "db"],
     ),
     "jwt-secret": (
         # JWT_KEYS and JWT_JWKS are empty in .env.example, so they are left alone
         ["ANON_KEY", "JWT_SECRET", "SERVICE_ROLE_KEY"],
         # JWT_SECRET: studio auth rest realtime storage functions supavisor;
         # ANON_KEY/SERVICE_ROLE_KEY: also api-gw (and realtime's health check)
-        ["auth", "realtime", "rest", "studio", "supavisor", "api-gw", "storage", "functions"],
+        # the gateway waits for Studio healthy, functions for the gateway
+        ["auth", "realtime", "rest", "studio", "supavisor", "storage", "api-gw", "functions"],
     ),
     "api-keys": (
         ["ANON_KEY", "SERVICE_ROLE_KEY"],
@@ -152,18 +162,18 @@ CURRENT: dict[str, tuple[list[str], list[str]]] = {
             "SERVICE_ROLE_KEY",
             "VAULT_ENC_KEY",
         ],
-        # every service but imgproxy, which holds no secret
+        # every service but imgproxy, which holds no secret; db last
         [
-            "db",
             "studio",
-            "api-gw",
             "auth",
             "meta",
             "realtime",
             "rest",
             "supavisor",
-            "functions",
             "storage",
+            "api-gw",
+            "functions",
+            "db",
         ],
     ),
 }
@@ -183,7 +193,7 @@ def test_plan_on_the_current_layout_names_the_keys_services_and_roles(
     assert plan["services"] == services
     has_roles = secret in ("postgres-password", "all")
     assert plan["db_roles"] == (POSTGRES_ROLES if has_roles else [])
-    assert_dependencies_first(project, plan["services"])
+    assert_dependencies_first(project, plan)
 
 
 def test_every_rotatable_catalogue_secret_is_covered_on_the_current_layout() -> None:
@@ -217,7 +227,6 @@ LOGS = "docker-compose.yml:docker-compose.logs.yml"
         (
             "postgres-password",
             [
-                "db",
                 "analytics",
                 "auth",
                 "meta",
@@ -225,8 +234,9 @@ LOGS = "docker-compose.yml:docker-compose.logs.yml"
                 "rest",
                 "supavisor",
                 "storage",
-                "studio",
                 "functions",
+                "studio",
+                "db",
             ],
         ),
         ("pg-meta-crypto-key", ["meta", "studio"]),
@@ -241,9 +251,10 @@ def test_plan_with_the_logs_override_in_compose_file(
 
     assert_plan_shape(plan, secret)
     assert plan["services"] == services
-    expected_notes = 1 if plan["db_roles"] else 0  # whether supabase_read_only_user changes
+    # whether supabase_read_only_user changes, and db's restart, last
+    expected_notes = 2 if plan["db_roles"] else 0
     assert len(plan["notes"]) == expected_notes, plan["notes"]
-    assert_dependencies_first(project, plan["services"])
+    assert_dependencies_first(project, plan)
 
 
 def test_opaque_api_keys_left_empty_in_env_example_are_refused_with_a_clear_error(
@@ -278,7 +289,6 @@ def test_realtime_db_enc_key_is_refused_with_the_reason(
 OLDER: dict[str, list[str]] = {
     # db waits for vector, analytics for db, nearly everything else for analytics
     "postgres-password": [
-        "db",
         "analytics",
         "auth",
         "functions",
@@ -288,10 +298,10 @@ OLDER: dict[str, list[str]] = {
         "studio",
         "supavisor",
         "storage",
+        "db",
     ],
     # db's environment carries JWT_SECRET in this layout, so it is recreated too
     "jwt-secret": [
-        "db",
         "auth",
         "functions",
         "kong",
@@ -300,6 +310,7 @@ OLDER: dict[str, list[str]] = {
         "studio",
         "supavisor",
         "storage",
+        "db",
     ],
     "api-keys": ["functions", "kong", "realtime", "storage", "studio"],
     "dashboard-password": ["kong"],
@@ -323,7 +334,7 @@ def test_plan_on_the_2025_11_layout_names_its_services(
     assert_plan_shape(plan, secret)
     assert plan["services"] == OLDER[secret]
     assert plan["db_roles"] == (POSTGRES_ROLES if secret == "postgres-password" else [])
-    assert_dependencies_first(project, plan["services"])
+    assert_dependencies_first(project, plan)
 
 
 @pytest.mark.parametrize("secret", ["s3-protocol-keys", "opaque-api-keys"])
@@ -350,15 +361,15 @@ def test_all_on_the_2025_11_layout_skips_what_is_not_configured_and_says_so(
     assert "opaque-api-keys" not in plan["members"]
     assert any(n.startswith("s3-protocol-keys is skipped") for n in plan["notes"])
     assert "imgproxy" not in plan["services"]
-    assert plan["services"][:3] == ["vector", "db", "analytics"]
+    assert plan["services"][:3] == ["vector", "analytics", "auth"]
     assert plan["db_roles"] == POSTGRES_ROLES
-    assert_dependencies_first(project, plan["services"])
+    assert_dependencies_first(project, plan)
 
 
 # --- a deployment built the same way, with other names --------------------------------------
 
 RENAMED_EXPECTED: dict[str, list[str]] = {
-    "postgres-password": ["pg", "gotrue", "logs", "pooler", "postgrest"],
+    "postgres-password": ["gotrue", "logs", "pooler", "postgrest", "pg"],
     "jwt-secret": ["console", "gotrue", "live", "postgrest", "edge"],
     "api-keys": ["console", "live", "edge"],
     "dashboard-password": ["edge"],  # only through the override file
@@ -382,7 +393,7 @@ def test_plan_on_a_renamed_deployment_with_an_override_file(
     assert_plan_shape(plan, secret)
     assert plan["services"] == RENAMED_EXPECTED[secret]
     assert "cron" not in plan["services"]
-    assert_dependencies_first(project, plan["services"])
+    assert_dependencies_first(project, plan)
 
 
 def test_a_service_shadowed_by_a_set_default_is_not_recreated(
@@ -472,7 +483,8 @@ def test_a_key_built_from_the_rotated_one_in_env_brings_its_consumers_into_the_p
     plan = plan_json(capsys, "postgres-password", project)
 
     assert "reports" in plan["services"]
-    assert plan["services"].index("db") < plan["services"].index("reports")
+    assert plan["services"][-1] == "db"  # after reports, which runs on the new one
+    assert plan["restart_last"] == ["db"]
     assert plan["env_keys"] == ["POSTGRES_PASSWORD"]  # DATABASE_URL follows by itself
 
 
