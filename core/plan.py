@@ -20,7 +20,7 @@ from core.catalogue import RotationOptions, Secret, Source, describe_impact, get
 from core.consistency import platform_warnings
 from core.errors import SecretInMountedFile
 from core.mounts import MountScan, find_copies
-from core.restart import restart_waves
+from core.restart import Gate, restart_gates, restart_waves
 from core.signing_keys import Phase
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class Plan:
 
 
 SECONDS_PER_LEVEL = 10
-"""A rough cost of one compose call of the restart: stop, start, the first passing check."""
+"""A rough cost of one stage of the restart: stop, start, the first passing check."""
 
 PLACEHOLDER = "rotator-plan-placeholder-value"
 """Stands in for values a person will supply (smtp), so the plan can be computed before."""
@@ -201,7 +201,11 @@ def make_plan(
         db_roles=roles,
         impact=impact,
         logs_out_users=logs_out,
-        downtime_estimate_s=_downtime_estimate(deployment, levels),
+        downtime_estimate_s=_downtime_estimate(
+            deployment,
+            levels,
+            restart_gates(deployment.compose, ordered, after=dict(restart_after), last=last),
+        ),
         resets_pooler_tenant=any(member.resets_pooler_tenant for member in covered),
         members=tuple(members),
         notes=notes,
@@ -258,12 +262,26 @@ def _search_mounted_files(deployment: Deployment, old: Mapping[str, str]) -> Mou
     return scan
 
 
-def _downtime_estimate(deployment: Deployment, levels: list[list[str]]) -> int:
+def _downtime_estimate(
+    deployment: Deployment, waves: list[list[str]], gates: Mapping[str, Gate]
+) -> int:
+    """A rough figure for people: per stage of the restart, a compose call and the
+    longest start period in it. Calls that wait for nothing go back to back and make one
+    stage; a new stage starts where a call waits for earlier ones to be ready (`after`:
+    the database last, Auth after the verifiers)."""
+    stages: list[list[str]] = []
+    done: set[str] = set()
+    for wave in waves:
+        waits = any(gates[service].after & done for service in wave)
+        if waits or not stages:
+            stages.append([])
+        stages[-1] += wave
+        done |= set(wave)
     total = 0
-    for level in levels:
+    for stage in stages:
         start_periods = [
             _seconds((deployment.compose.healthcheck(service) or {}).get("start_period", "0s"))
-            for service in level
+            for service in stage
         ]
         total += SECONDS_PER_LEVEL + max(start_periods, default=0)
     return total

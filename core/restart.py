@@ -1,14 +1,16 @@
 """Recreating a plan's services in dependency order, as early as each one may go.
 
-A service is recreated as soon as what it needs from the other planned services holds:
-those it depends on with `condition: service_healthy` are back and ready; those with
-`condition: service_started` are
-recreated, in the same compose call or an earlier one (compose starts them first). All
-the services that may go at one moment go in one compose call, so their start-ups
-overlap. Nothing waits for services it does not depend on. Recreating a whole depends_on
-level and waiting for all of it can deadlock: a service may need, without compose
-knowing it, one from a later level (Studio checks its health through postgres-meta,
-whose key rotates with Studio's), and would never turn healthy before that one is back.
+A service is recreated as soon as what compose checks before starting it holds: the
+planned services it depends on with `condition: service_healthy` are ready (the old
+container, still running, or the new one), those with `condition: service_started` are
+running (or go in the same compose call: compose starts them first). A dependency whose
+old container serves goes in the call after its dependents', not before: each container
+stops once, and the dependents do not wait out its start-up and the interval of its
+health check (the gateway waits for Studio, 20 s, upstream). All the services that may
+go at one moment go in one compose call, so their start-ups overlap. Nothing waits for
+services it does not depend on. A service may need, without compose knowing it, one
+recreated after it (Studio checks its health through postgres-meta, whose key rotates
+with Studio's): nobody waits for all of a call to turn ready, only for what they need.
 
 Readiness between steps is the service's own health check, run in its container at each
 poll (`Runtime.wait_ready(run_checks=True)`): Docker runs it only every `interval`
@@ -37,11 +39,13 @@ from core.runtime import Runtime
 class Gate:
     """What one planned service waits for before it is recreated."""
 
-    ready: set[str] = field(default_factory=set)
-    """Planned services that must be back and passing their health check."""
+    healthy: set[str] = field(default_factory=set)
+    """Planned services compose wants healthy before it starts this one: ready now,
+    whether still the old container or already the new one."""
     started: set[str] = field(default_factory=set)
-    """Planned services that must be recreated first (in the same compose call at the
-    latest: compose starts them before this one)."""
+    """Planned services compose wants started: running now, or in the same call."""
+    after: set[str] = field(default_factory=set)
+    """Planned services recreated and ready before this one (`after`, `last`)."""
 
 
 def recreate_in_order(
@@ -56,22 +60,29 @@ def recreate_in_order(
 ) -> None:
     """Recreate `services` (in restart order) and return when all of them are ready.
 
-    `after` adds order compose does not know: a service waits for these planned ones too.
-    `last`: planned services recreated once every other one is ready (see the module).
-    Raises RuntimeFailure (from the runtime) naming the service that failed.
+    `after` adds order compose does not know: a service waits for these planned ones,
+    recreated and ready. `last`: planned services recreated once every other one is
+    ready (see the module). Raises RuntimeFailure (from the runtime) naming the service
+    that failed.
     """
     gates = restart_gates(compose, services, after=after, last=last)
     pending, recreated, ready = list(gates), list[str](), set[str]()
     while pending:
-        startable = _startable(pending, gates, recreated, ready)
-        if startable:
-            announce(startable)
-            runtime.recreate(compose, env, startable)
-            recreated += startable
-            pending = [service for service in pending if service not in startable]
+        states = runtime.services(compose)
+        old = [s for s in gates if s not in recreated and s in states]
+        serving = ready | {s for s in old if states[s].is_ready}
+        running = {*recreated, *(s for s in old if states[s].status == "running")}
+        wave = _next_wave(pending, gates, ready, serving, running)
+        if wave:
+            announce(wave)
+            runtime.recreate(compose, env, wave)
+            recreated += wave
+            pending = [service for service in pending if service not in wave]
             continue
-        awaited = {gate for service in pending for gate in gates[service].ready}
-        waiting_on = [service for service in recreated if service in awaited - ready]
+        needed = set[str]().union(
+            *(gates[s].healthy | gates[s].after | gates[s].started for s in pending)
+        )
+        waiting_on = [service for service in recreated if service in needed - ready]
         if not waiting_on:  # only a cycle in `after` could do this; never wait forever
             raise RuntimeFailure(f"no order in which to recreate {', '.join(pending)}")
         ready |= set(runtime.wait_ready(compose, env, waiting_on, any_ready=True, run_checks=True))
@@ -86,13 +97,14 @@ def restart_waves(
     after: Mapping[str, Sequence[str]] | None = None,
     last: Collection[str] = (),
 ) -> list[list[str]]:
-    """The compose calls `recreate_in_order` makes when each wave turns ready in turn
-    (for plans and estimates: the real restart starts a service as soon as its own
-    dependencies are ready, not a whole wave)."""
+    """The compose calls `recreate_in_order` makes when every service runs and is ready
+    before the restart, and each call's services turn ready in turn (for plans and
+    estimates)."""
     gates = restart_gates(compose, services, after=after, last=last)
     pending, done, waves = list(gates), list[str](), list[list[str]]()
     while pending:
-        wave = _startable(pending, gates, done, set(done))
+        serving = set(done) | {s for s in gates if s not in done}
+        wave = _next_wave(pending, gates, set(done), serving, set(gates))
         if not wave:
             raise RuntimeFailure(f"no order in which to recreate {', '.join(pending)}")
         waves.append(wave)
@@ -115,7 +127,7 @@ def restart_gates(
     gates: dict[str, Gate] = {}
     for service in planned:
         if service in final:
-            gates[service] = Gate(ready=set(early))
+            gates[service] = Gate(after=set(early))
             continue
         gate = Gate()
         # A dependency the plan leaves alone keeps running as it is: compose, starting
@@ -124,28 +136,50 @@ def restart_gates(
         # for Studio when it starts).
         for dependency in compose.dependencies(service) & early:
             if compose.waits_for_health(service, dependency):
-                gate.ready.add(dependency)
+                gate.healthy.add(dependency)
             else:
                 gate.started.add(dependency)
         gates[service] = gate
     for service, first in (after or {}).items():
         if service in gates:
-            gates[service].ready |= set(first) & set(planned)
+            gates[service].after |= set(first) & set(planned)
     return gates
 
 
-def _startable(
-    pending: Sequence[str], gates: Mapping[str, Gate], recreated: Sequence[str], ready: set[str]
+def _next_wave(
+    pending: Sequence[str],
+    gates: Mapping[str, Gate],
+    ready: set[str],
+    serving: set[str],
+    running: set[str],
 ) -> list[str]:
-    """The pending services that may be recreated now, together, in pending's order."""
-    chosen: list[str] = []
+    """The pending services to recreate now, in one compose call, in pending's order.
+
+    A service may go when what compose checks before starting it holds now (its healthy
+    dependencies ready, its started ones running or in the same call) and its `after`
+    ones are back and ready. Of those, a dependency goes after its dependents, in the
+    next call, when its running container serves them meanwhile: each container then
+    stops once and everything it serves is already on the new values by the time it
+    comes back, as with the database (`last`), instead of dependents waiting out its
+    start-up and its health check's interval first.
+    """
+    wave: list[str] = []
     grew = True
-    while grew:  # a service_started dependency chosen now lets its dependents join
+    while grew:  # a started dependency chosen now lets its dependents join
         grew = False
-        allowed = {*recreated, *chosen}
         for service in pending:
             gate = gates[service]
-            if service not in chosen and gate.ready <= ready and gate.started <= allowed:
-                chosen.append(service)
+            if (
+                service not in wave
+                and gate.healthy <= serving
+                and gate.after <= ready
+                and gate.started <= running | set(wave)
+            ):
+                wave.append(service)
                 grew = True
-    return [service for service in pending if service in chosen]
+    deferred = {
+        dependency
+        for service in wave
+        for dependency in gates[service].healthy | (gates[service].started & running)
+    }
+    return [service for service in pending if service in wave and service not in deferred]

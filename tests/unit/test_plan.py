@@ -66,38 +66,26 @@ def compose_files(project: Path) -> list[Path]:
     return [p for p in found if p.exists()] or [project / "docker-compose.yml"]
 
 
-def depends_on_closure(project: Path, planned: set[str]) -> dict[str, set[str]]:
-    """Service -> every planned service it waits for, directly or through other planned
-    ones, from the files themselves (one the plan leaves alone keeps running: nothing
-    behind it is waited for)."""
+def direct_dependencies(project: Path) -> dict[str, set[str]]:
+    """Service -> the services its depends_on names, from the files themselves."""
     direct: dict[str, set[str]] = {}
     for path in compose_files(project):
         document = yaml.safe_load(path.read_text()) or {}
         for name, service in (document.get("services") or {}).items():
             deps = (service or {}).get("depends_on") or []
             direct.setdefault(name, set()).update(deps)  # a list or a mapping's keys
-    closure: dict[str, set[str]] = {}
-    for name in direct:
-        seen: set[str] = set()
-        todo = list(direct[name])
-        while todo:
-            dep = todo.pop()
-            if dep not in seen and dep in planned:
-                seen.add(dep)
-                todo.extend(direct.get(dep, ()))
-        closure[name] = seen
-    return closure
+    return direct
 
 
-def assert_dependencies_first(project: Path, plan: dict[str, Any]) -> None:
-    """Every planned service after the planned ones it depends on, except the database,
-    which is recreated last (the running one has the new password already)."""
+def assert_dependents_first(project: Path, plan: dict[str, Any]) -> None:
+    """Every planned service before the planned ones it depends on (their running
+    containers serve it meanwhile: core.restart), and the database last."""
     services, last = plan["services"], plan["restart_last"]
-    closure = depends_on_closure(project, set(services))
+    direct = direct_dependencies(project)
     position = {name: index for index, name in enumerate(services)}
-    for name in services:
-        for dep in closure[name] & set(services) - set(last):
-            assert position[dep] < position[name], f"{name} comes before {dep}, which it needs"
+    for name in set(services) - set(last):
+        for dep in direct[name] & set(services):
+            assert position[dep] > position[name], f"{name} comes after {dep}, which serves it"
     assert services[len(services) - len(last) :] == last
     assert len(last) <= 1  # the database service, whatever its name
 
@@ -118,22 +106,23 @@ CURRENT: dict[str, tuple[list[str], list[str]]] = {
     # secret: (env_keys, services in restart order)
     "postgres-password": (
         ["POSTGRES_PASSWORD"],
-        # everything on db at once (db runs on, with the new password already), storage
-        # with rest (it needs it started only), functions too (the gateway it waits for
-        # keeps running); db last
-        ["studio", "auth", "functions", "meta", "realtime", "rest", "supavisor", "storage", "db"],
+        # dependents first, while what they depend on serves them: everything on db at
+        # once (db runs on, with the new password already), then rest (storage needs it
+        # started), db last; functions waits for the gateway, which is not recreated
+        ["studio", "auth", "functions", "meta", "realtime", "supavisor", "storage", "rest", "db"],
     ),
     "jwt-secret": (
         # JWT_KEYS and JWT_JWKS are empty in .env.example, so they are left alone
         ["ANON_KEY", "JWT_SECRET", "SERVICE_ROLE_KEY"],
         # JWT_SECRET: studio auth rest realtime storage functions supavisor;
         # ANON_KEY/SERVICE_ROLE_KEY: also api-gw (and realtime's health check)
-        # the gateway waits for Studio healthy, functions for the gateway
-        ["auth", "realtime", "rest", "studio", "supavisor", "storage", "api-gw", "functions"],
+        # functions before the gateway it waits for, the gateway before Studio
+        ["auth", "realtime", "supavisor", "storage", "functions", "rest", "api-gw", "studio"],
     ),
     "api-keys": (
         ["ANON_KEY", "SERVICE_ROLE_KEY"],
-        ["realtime", "storage", "studio", "api-gw", "functions"],
+        # functions before the gateway it waits for, the gateway before Studio
+        ["realtime", "storage", "functions", "api-gw", "studio"],
     ),
     "dashboard-password": (["DASHBOARD_PASSWORD"], ["api-gw"]),
     "s3-protocol-keys": (
@@ -164,15 +153,15 @@ CURRENT: dict[str, tuple[list[str], list[str]]] = {
         ],
         # every service but imgproxy, which holds no secret; db last
         [
-            "studio",
             "auth",
             "meta",
             "realtime",
-            "rest",
             "supavisor",
+            "functions",
             "storage",
             "api-gw",
-            "functions",
+            "rest",
+            "studio",
             "db",
         ],
     ),
@@ -193,7 +182,7 @@ def test_plan_on_the_current_layout_names_the_keys_services_and_roles(
     assert plan["services"] == services
     has_roles = secret in ("postgres-password", "all")
     assert plan["db_roles"] == (POSTGRES_ROLES if has_roles else [])
-    assert_dependencies_first(project, plan)
+    assert_dependents_first(project, plan)
 
 
 def test_every_rotatable_catalogue_secret_is_covered_on_the_current_layout() -> None:
@@ -221,21 +210,22 @@ LOGS = "docker-compose.yml:docker-compose.logs.yml"
     ("secret", "services"),
     [
         # analytics has both tokens, vector the public one, studio the private one;
-        # studio and vector wait for analytics in the override
-        ("logflare-tokens", ["analytics", "studio", "vector"]),
+        # studio and vector wait for analytics in the override: they go first, while
+        # the running analytics serves them
+        ("logflare-tokens", ["studio", "vector", "analytics"]),
         # analytics connects to the database too, and studio now waits for analytics
         (
             "postgres-password",
             [
-                "analytics",
                 "auth",
                 "meta",
                 "realtime",
-                "rest",
                 "supavisor",
                 "storage",
-                "functions",
                 "studio",
+                "functions",
+                "analytics",
+                "rest",
                 "db",
             ],
         ),
@@ -254,7 +244,7 @@ def test_plan_with_the_logs_override_in_compose_file(
     # whether supabase_read_only_user changes, and db's restart, last
     expected_notes = 2 if plan["db_roles"] else 0
     assert len(plan["notes"]) == expected_notes, plan["notes"]
-    assert_dependencies_first(project, plan)
+    assert_dependents_first(project, plan)
 
 
 def test_opaque_api_keys_left_empty_in_env_example_are_refused_with_a_clear_error(
@@ -289,15 +279,15 @@ def test_realtime_db_enc_key_is_refused_with_the_reason(
 OLDER: dict[str, list[str]] = {
     # db waits for vector, analytics for db, nearly everything else for analytics
     "postgres-password": [
-        "analytics",
         "auth",
         "functions",
         "meta",
         "realtime",
-        "rest",
         "studio",
         "supavisor",
         "storage",
+        "rest",
+        "analytics",
         "db",
     ],
     # db's environment carries JWT_SECRET in this layout, so it is recreated too
@@ -306,10 +296,10 @@ OLDER: dict[str, list[str]] = {
         "functions",
         "kong",
         "realtime",
-        "rest",
         "studio",
         "supavisor",
         "storage",
+        "rest",
         "db",
     ],
     "api-keys": ["functions", "kong", "realtime", "storage", "studio"],
@@ -318,8 +308,9 @@ OLDER: dict[str, list[str]] = {
     "secret-key-base": ["realtime", "supavisor"],
     "vault-enc-key": ["supavisor"],
     "pg-meta-crypto-key": ["meta", "studio"],
-    # the logs services are in the main file here; analytics waits (via db) for vector
-    "logflare-tokens": ["vector", "analytics", "studio"],
+    # the logs services are in the main file here; studio waits for analytics;
+    # analytics waits for vector only through db, which keeps running
+    "logflare-tokens": ["vector", "studio", "analytics"],
 }
 
 
@@ -334,7 +325,7 @@ def test_plan_on_the_2025_11_layout_names_its_services(
     assert_plan_shape(plan, secret)
     assert plan["services"] == OLDER[secret]
     assert plan["db_roles"] == (POSTGRES_ROLES if secret == "postgres-password" else [])
-    assert_dependencies_first(project, plan)
+    assert_dependents_first(project, plan)
 
 
 @pytest.mark.parametrize("secret", ["s3-protocol-keys", "opaque-api-keys"])
@@ -361,24 +352,24 @@ def test_all_on_the_2025_11_layout_skips_what_is_not_configured_and_says_so(
     assert "opaque-api-keys" not in plan["members"]
     assert any(n.startswith("s3-protocol-keys is skipped") for n in plan["notes"])
     assert "imgproxy" not in plan["services"]
-    assert plan["services"][:3] == ["vector", "analytics", "auth"]
+    assert plan["services"][:3] == ["vector", "auth", "functions"]
     assert plan["db_roles"] == POSTGRES_ROLES
-    assert_dependencies_first(project, plan)
+    assert_dependents_first(project, plan)
 
 
 # --- a deployment built the same way, with other names --------------------------------------
 
 RENAMED_EXPECTED: dict[str, list[str]] = {
     "postgres-password": ["gotrue", "logs", "pooler", "postgrest", "pg"],
-    "jwt-secret": ["console", "gotrue", "live", "postgrest", "edge"],
-    "api-keys": ["console", "live", "edge"],
+    "jwt-secret": ["gotrue", "live", "postgrest", "edge", "console"],
+    "api-keys": ["live", "edge", "console"],
     "dashboard-password": ["edge"],  # only through the override file
     "s3-protocol-keys": ["files"],
     "smtp": ["gotrue"],  # list-form environment
     "secret-key-base": ["live", "pooler"],  # not cron: `$${SECRET_KEY_BASE}` is literal
     "vault-enc-key": ["pooler"],  # a label, `${VAULT_ENC_KEY-none}`
     "pg-meta-crypto-key": ["console"],
-    "logflare-tokens": ["logs", "console"],  # console waits for logs (override)
+    "logflare-tokens": ["console", "logs"],  # console waits for logs (override): first
 }
 
 
@@ -393,7 +384,7 @@ def test_plan_on_a_renamed_deployment_with_an_override_file(
     assert_plan_shape(plan, secret)
     assert plan["services"] == RENAMED_EXPECTED[secret]
     assert "cron" not in plan["services"]
-    assert_dependencies_first(project, plan)
+    assert_dependents_first(project, plan)
 
 
 def test_a_service_shadowed_by_a_set_default_is_not_recreated(

@@ -43,23 +43,32 @@ services:
 
 
 class ScriptedRuntime:
-    """Services turn ready one poll after their recreate, except that `studio`
-    needs `meta` recreated first: a dependency compose does not know about."""
+    """Old containers serve until recreated (except those `down` before the restart);
+    new ones turn ready at the next wait, except `broken` and `studio`, which needs
+    `meta` recreated first: a dependency compose does not know about."""
 
-    def __init__(self, broken: str = "") -> None:
+    def __init__(self, broken: str = "", down: Sequence[str] = ()) -> None:
         self.order: list[list[str]] = []
         self.recreated: set[str] = set()
         self.broken = broken
+        self.down = set(down)
         self.checked: list[bool] = []
 
     def _ready(self, service: str) -> bool:
-        if service == self.broken or service not in self.recreated:
+        if service not in self.recreated:
+            return service not in self.down
+        if service == self.broken:
             return False
         return service != "studio" or "meta" in self.recreated
 
     def services(self, project: ComposeProject) -> dict[str, ServiceState]:
         return {
-            s: ServiceState(s, s, "running", "healthy" if self._ready(s) else "unhealthy")
+            s: ServiceState(
+                s,
+                s,
+                "exited" if s in self.down and s not in self.recreated else "running",
+                "healthy" if self._ready(s) else "unhealthy",
+            )
             for s in project.service_names()
         }
 
@@ -93,7 +102,7 @@ def project(tmp_path: Path) -> ComposeProject:
     return ComposeProject.load(tmp_path)
 
 
-def test_a_service_waiting_on_a_later_one_does_not_deadlock_the_restart(
+def test_dependents_go_first_while_the_old_dependency_serves_them(
     project: ComposeProject,
 ) -> None:
     runtime = ScriptedRuntime()
@@ -102,17 +111,29 @@ def test_a_service_waiting_on_a_later_one_does_not_deadlock_the_restart(
 
     recreate_in_order(runtime, project, {}, services, announce=announced.append)
 
-    # db and studio first; meta and auth once db is ready (studio is not, yet: it
-    # needs meta); api-gw once studio recovers; functions last.
-    assert runtime.order == [["db", "studio"], ["auth", "meta"], ["api-gw"], ["functions"]]
+    # Each dependency in the compose call after its dependents', none waiting for
+    # another's start-up; studio, which needs meta, last, and nobody waits for it.
+    assert runtime.order == [["auth", "meta", "functions"], ["db", "api-gw"], ["studio"]]
     assert announced == runtime.order
-    # Between compose calls readiness is the services' own checks, run directly; the
-    # last wait is for Docker's own status, which verification reads.
-    assert runtime.checked == [True, True, True, False]
+    assert restart_waves(project, services) == runtime.order
+    # Only the last wait: for Docker's own status, which verification reads.
+    assert runtime.checked == [False]
+
+
+def test_a_dependency_down_before_the_restart_goes_first_and_is_waited_for(
+    project: ComposeProject,
+) -> None:
+    runtime = ScriptedRuntime(down=["db"])
+
+    recreate_in_order(runtime, project, {}, ["db", "auth", "meta"], announce=lambda _: None)
+
+    # Between compose calls readiness is the service's own check, run directly.
+    assert runtime.order == [["db"], ["auth", "meta"]]
+    assert runtime.checked == [True, False]
 
 
 def test_a_dependency_that_never_turns_ready_fails_naming_it(project: ComposeProject) -> None:
-    runtime = ScriptedRuntime(broken="db")
+    runtime = ScriptedRuntime(broken="db", down=["db"])
 
     with pytest.raises(RuntimeFailure) as failure:
         recreate_in_order(runtime, project, {}, ["db", "auth"], announce=lambda _: None)
@@ -121,15 +142,16 @@ def test_a_dependency_that_never_turns_ready_fails_naming_it(project: ComposePro
     assert runtime.order == [["db"]]  # auth never recreated against a broken db
 
 
-def test_a_service_started_dependency_goes_in_the_same_compose_call(
+def test_a_service_started_dependency_goes_in_the_same_call_when_it_is_down(
     project: ComposeProject,
 ) -> None:
-    runtime = ScriptedRuntime()
+    runtime = ScriptedRuntime(down=["rest"])
 
     recreate_in_order(runtime, project, {}, ["db", "rest", "storage"], announce=lambda _: None)
 
-    # storage needs db healthy, but rest only started: compose starts rest first itself
-    assert runtime.order == [["db"], ["rest", "storage"]]
+    # storage needs rest only started: compose starts it first in the same call; db
+    # serves both until the next call
+    assert runtime.order == [["rest", "storage"], ["db"]]
 
 
 def test_a_last_service_goes_once_every_other_one_is_ready(project: ComposeProject) -> None:
@@ -138,9 +160,11 @@ def test_a_last_service_goes_once_every_other_one_is_ready(project: ComposeProje
 
     recreate_in_order(runtime, project, {}, services, announce=lambda _: None, last={"db"})
 
-    # db keeps running on the password apply already set: its dependents go at once,
-    # studio's late readiness (it needs meta) holds up only db
-    assert runtime.order == [["studio", "auth", "rest", "storage", "meta"], ["db"]]
+    # db keeps running on the password apply already set: its dependents go at once
+    # (rest just after storage, which it serves meanwhile); db once all are ready,
+    # studio included (it needs meta)
+    assert runtime.order == [["studio", "auth", "storage", "meta"], ["rest"], ["db"]]
+    assert runtime.checked[-1] is False and all(runtime.checked[:-1])
     assert restart_waves(project, services, last={"db"}) == runtime.order
 
 
@@ -162,7 +186,7 @@ def test_after_adds_order_compose_does_not_know(project: ComposeProject) -> None
         runtime, project, {}, services, announce=lambda _: None, after={"auth": ["rest"]}
     )
 
-    assert runtime.order == [["rest", "storage"], ["auth"]]
+    assert runtime.order == [["storage"], ["rest"], ["auth"]]
     assert restart_waves(project, services, after={"auth": ["rest"]}) == runtime.order
 
 
