@@ -3,8 +3,9 @@
 A service is recreated as soon as what compose checks before starting it holds: the
 planned services it depends on with `condition: service_healthy` are ready (the old
 container, still running, or the new one), those with `condition: service_started` are
-running (or go in the same compose call: compose starts them first). A dependency whose
-old container serves goes in the call after its dependents', not before: each container
+running (or go in the same compose call: compose starts them first). A healthy
+dependency whose old container serves goes in the call after its dependents', not
+before (in one call compose would hold them until it is healthy): each container
 stops once, and the dependents do not wait out its start-up and the interval of its
 health check (the gateway waits for Studio, 20 s, upstream). All the services that may
 go at one moment go in one compose call, so their start-ups overlap. Nothing waits for
@@ -157,11 +158,12 @@ def _next_wave(
 
     A service may go when what compose checks before starting it holds now (its healthy
     dependencies ready, its started ones running or in the same call) and its `after`
-    ones are back and ready. Of those, a dependency goes after its dependents, in the
-    next call, when its running container serves them meanwhile: each container then
-    stops once and everything it serves is already on the new values by the time it
-    comes back, as with the database (`last`), instead of dependents waiting out its
-    start-up and its health check's interval first.
+    ones are back and ready. Of those, a healthy dependency goes after its dependents,
+    in the next call, its running container serving them meanwhile: within one call
+    compose would start them only once the new one is healthy (Docker's interval
+    included). Each container stops once, and everything it serves is on the new values
+    by the time it comes back, as with the database (`last`). A started dependency goes
+    in the same call: compose starts it first and does not wait.
     """
     wave: list[str] = []
     grew = True
@@ -177,9 +179,5 @@ def _next_wave(
             ):
                 wave.append(service)
                 grew = True
-    deferred = {
-        dependency
-        for service in wave
-        for dependency in gates[service].healthy | (gates[service].started & running)
-    }
+    deferred = {dependency for service in wave for dependency in gates[service].healthy}
     return [service for service in pending if service in wave and service not in deferred]

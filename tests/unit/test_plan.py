@@ -66,26 +66,37 @@ def compose_files(project: Path) -> list[Path]:
     return [p for p in found if p.exists()] or [project / "docker-compose.yml"]
 
 
-def direct_dependencies(project: Path) -> dict[str, set[str]]:
-    """Service -> the services its depends_on names, from the files themselves."""
-    direct: dict[str, set[str]] = {}
+def direct_dependencies(project: Path) -> dict[str, dict[str, str]]:
+    """Service -> {dependency: condition} from its depends_on, from the files themselves
+    (a list means service_started, as compose reads it)."""
+    direct: dict[str, dict[str, str]] = {}
     for path in compose_files(project):
         document = yaml.safe_load(path.read_text()) or {}
         for name, service in (document.get("services") or {}).items():
             deps = (service or {}).get("depends_on") or []
-            direct.setdefault(name, set()).update(deps)  # a list or a mapping's keys
+            if isinstance(deps, list):
+                deps = {dep: {"condition": "service_started"} for dep in deps}
+            found = direct.setdefault(name, {})
+            for dep, entry in deps.items():
+                found[dep] = (entry or {}).get("condition", "service_started")
     return direct
 
 
 def assert_dependents_first(project: Path, plan: dict[str, Any]) -> None:
-    """Every planned service before the planned ones it depends on (their running
-    containers serve it meanwhile: core.restart), and the database last."""
+    """Every planned service before the planned ones it needs healthy (their running
+    containers serve it meanwhile: core.restart), after those it needs started (compose
+    starts those first in the same call), and the database last."""
     services, last = plan["services"], plan["restart_last"]
     direct = direct_dependencies(project)
     position = {name: index for index, name in enumerate(services)}
     for name in set(services) - set(last):
-        for dep in direct[name] & set(services):
-            assert position[dep] > position[name], f"{name} comes after {dep}, which serves it"
+        for dep, condition in direct[name].items():
+            if dep not in position or dep in last:
+                continue
+            if condition == "service_started":
+                assert position[dep] < position[name], f"{name} comes before {dep}"
+            else:
+                assert position[dep] > position[name], f"{name} comes after {dep}"
     assert services[len(services) - len(last) :] == last
     assert len(last) <= 1  # the database service, whatever its name
 
@@ -106,10 +117,10 @@ CURRENT: dict[str, tuple[list[str], list[str]]] = {
     # secret: (env_keys, services in restart order)
     "postgres-password": (
         ["POSTGRES_PASSWORD"],
-        # dependents first, while what they depend on serves them: everything on db at
-        # once (db runs on, with the new password already), then rest (storage needs it
-        # started), db last; functions waits for the gateway, which is not recreated
-        ["studio", "auth", "functions", "meta", "realtime", "supavisor", "storage", "rest", "db"],
+        # everything on db at once (db runs on, with the new password already; storage
+        # after rest, which compose starts first), db last; functions waits for the
+        # gateway, which is not recreated
+        ["studio", "auth", "functions", "meta", "realtime", "rest", "supavisor", "storage", "db"],
     ),
     "jwt-secret": (
         # JWT_KEYS and JWT_JWKS are empty in .env.example, so they are left alone
@@ -117,7 +128,7 @@ CURRENT: dict[str, tuple[list[str], list[str]]] = {
         # JWT_SECRET: studio auth rest realtime storage functions supavisor;
         # ANON_KEY/SERVICE_ROLE_KEY: also api-gw (and realtime's health check)
         # functions before the gateway it waits for, the gateway before Studio
-        ["auth", "realtime", "supavisor", "storage", "functions", "rest", "api-gw", "studio"],
+        ["auth", "realtime", "rest", "supavisor", "storage", "functions", "api-gw", "studio"],
     ),
     "api-keys": (
         ["ANON_KEY", "SERVICE_ROLE_KEY"],
@@ -156,11 +167,11 @@ CURRENT: dict[str, tuple[list[str], list[str]]] = {
             "auth",
             "meta",
             "realtime",
+            "rest",
             "supavisor",
             "functions",
             "storage",
             "api-gw",
-            "rest",
             "studio",
             "db",
         ],
@@ -220,12 +231,12 @@ LOGS = "docker-compose.yml:docker-compose.logs.yml"
                 "auth",
                 "meta",
                 "realtime",
+                "rest",
                 "supavisor",
                 "storage",
                 "studio",
                 "functions",
                 "analytics",
-                "rest",
                 "db",
             ],
         ),
@@ -283,10 +294,10 @@ OLDER: dict[str, list[str]] = {
         "functions",
         "meta",
         "realtime",
+        "rest",
         "studio",
         "supavisor",
         "storage",
-        "rest",
         "analytics",
         "db",
     ],
@@ -296,10 +307,10 @@ OLDER: dict[str, list[str]] = {
         "functions",
         "kong",
         "realtime",
+        "rest",
         "studio",
         "supavisor",
         "storage",
-        "rest",
         "db",
     ],
     "api-keys": ["functions", "kong", "realtime", "storage", "studio"],

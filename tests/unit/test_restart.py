@@ -161,9 +161,9 @@ def test_a_last_service_goes_once_every_other_one_is_ready(project: ComposeProje
     recreate_in_order(runtime, project, {}, services, announce=lambda _: None, last={"db"})
 
     # db keeps running on the password apply already set: its dependents go at once
-    # (rest just after storage, which it serves meanwhile); db once all are ready,
-    # studio included (it needs meta)
-    assert runtime.order == [["studio", "auth", "storage", "meta"], ["rest"], ["db"]]
+    # (storage with rest, which compose starts first); db once all are ready, studio
+    # included (it needs meta)
+    assert runtime.order == [["studio", "auth", "rest", "storage", "meta"], ["db"]]
     assert runtime.checked[-1] is False and all(runtime.checked[:-1])
     assert restart_waves(project, services, last={"db"}) == runtime.order
 
@@ -186,7 +186,7 @@ def test_after_adds_order_compose_does_not_know(project: ComposeProject) -> None
         runtime, project, {}, services, announce=lambda _: None, after={"auth": ["rest"]}
     )
 
-    assert runtime.order == [["storage"], ["rest"], ["auth"]]
+    assert runtime.order == [["rest", "storage"], ["auth"]]
     assert restart_waves(project, services, after={"auth": ["rest"]}) == runtime.order
 
 
