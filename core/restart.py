@@ -87,6 +87,10 @@ def recreate_in_order(
         if not waiting_on:  # only a cycle in `after` could do this; never wait forever
             raise RuntimeFailure(f"no order in which to recreate {', '.join(pending)}")
         ready |= set(runtime.wait_ready(compose, env, waiting_on, any_ready=True, run_checks=True))
+    if any(service in last for service in recreated):
+        # The database's restart dropped every connection the others held, after Docker
+        # last found them healthy: each passes its own check again, run now.
+        runtime.wait_ready(compose, env, recreated, run_checks=True)
     # Verification reads Docker's own health status: let it catch up.
     runtime.wait_ready(compose, env, recreated)
 

@@ -325,9 +325,10 @@ class DockerRuntime:
                         self._fail(service, reason, verdict.container, secrets)
                 else:
                     unhealthy_since.pop(service, None)
-                ready = verdict.ready or (
-                    checks is not None and checks.passed(service, found[service])
-                )
+                if checks is not None and checks.applies(found[service]):
+                    ready = checks.passed(service, found[service])
+                else:
+                    ready = verdict.ready
                 if not ready:
                     still.append(service)
             if not still or (any_ready and len(still) < len(pending)):
@@ -503,11 +504,20 @@ class _HealthChecks:
         self._passed: dict[str, str] = {}
         """Service -> the id of the container whose check last passed."""
 
+    @staticmethod
+    def applies(containers: list[Container]) -> bool:
+        """Whether the service is one running container with a health check test (else
+        Docker's status alone says whether it is ready)."""
+        return (
+            len(containers) == 1
+            and containers[0].status == "running"
+            and _health_test(containers[0]) is not None
+        )
+
     def passed(self, service: str, containers: list[Container]) -> bool:
-        """Whether the service's (single, running) container passed its test; starts a
-        run when none is in flight."""
-        if len(containers) != 1 or containers[0].status != "running":
-            return False
+        """Whether the service's container passed its test when run here, whatever
+        Docker's status says (it may be minutes old); starts a run when none is in
+        flight. Only for services it `applies` to."""
         container = containers[0]
         test = _health_test(container)
         if test is None:
