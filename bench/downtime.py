@@ -12,7 +12,14 @@ the testbed has configured, then `all`):
 2. rotates it again "the guide's way": new values generated the same way
    (`Secret.new_values`), the database side done as upstream's `utils/db-passwd.sh` does
    (plain ALTER USERs, `_supavisor` reset, analytics URL) when the secret needs it, `.env`
-   edited, `docker compose down`, `docker compose up -d`, wait until all are healthy.
+   edited, `docker compose down`, `docker compose up -d`, wait until all are healthy;
+3. rotates it a third time by "the floor": the least a person could do that still
+   leaves every container with the new values. The guide's database side and `.env`
+   edit, then exactly the planned services recreated (rotator's plan, so the same set)
+   in one `compose up -d --no-deps --force-recreate` call, compose ordering them by their
+   own conditions; when the database is planned, it is left out of that call and
+   recreated alone once the others are healthy (its container reads its secrets only
+   at first initialisation). No verification, no readiness checks of rotator's own.
 
 Meanwhile one prober thread per target hits it every 50 ms: each service's health
 endpoint, the database's TCP port, the gateway's /health, and a client request through the
@@ -43,6 +50,7 @@ from core.adapters.docker import DockerRuntime
 from core.catalogue import CATALOGUE, Source, get_secret
 from core.deployment import Deployment
 from core.engine import Engine, Outcome
+from core.plan import make_plan
 from core.progress import SilentProgress
 from core.roles import SHARED_PASSWORD_ROLES
 from tests.testbed.testbed import HEALTH_PATHS, Testbed, image_exists, read_env
@@ -263,6 +271,32 @@ def rotate_the_guides_way(tb: Testbed, secret_name: str) -> tuple[bool, str]:
     return True, ""
 
 
+def planned(tb: Testbed, secret_name: str) -> tuple[list[str], list[str]]:
+    """Rotator's plan for `secret_name` on the testbed as it is: (the services recreated
+    first, the ones recreated last)."""
+    plan = make_plan(Deployment.load(tb.directory), get_secret(secret_name))
+    last = list(plan.restart_last)
+    return [s for s in plan.services if s not in last], last
+
+
+def rotate_by_the_floor(tb: Testbed, secret_name: str) -> tuple[bool, str]:
+    secret = get_secret(secret_name)
+    env = tb.env()
+    first, last = planned(tb, secret_name)
+    new = secret.new_values(env, given_values(secret_name))
+    sql = guide_sql(new, env, pooler_reset="VAULT_ENC_KEY" in new)
+    if sql:
+        tb.psql(sql, dbname="_supabase")
+    edit_env(tb.directory / ".env", new)
+    for services in (first, last):
+        if services:
+            tb.run_compose(
+                "up", "-d", "--no-deps", "--force-recreate", *services, timeout=HEALTHY_TIMEOUT_S
+            )
+            tb.wait_healthy(HEALTHY_TIMEOUT_S)
+    return True, ""
+
+
 def measure(prober: Prober, action: Callable[[], tuple[bool, str]]) -> Measurement:
     start = time.monotonic()
     try:
@@ -283,33 +317,79 @@ def ratio(guide: float, rotator: float) -> str:
     return f"{guide / rotator:.1f}x"
 
 
-def print_secret(name: str, rot: Measurement, guide: Measurement) -> None:
-    print(f"\n== {name}: rotator {rot.seconds:.1f} s, guide {guide.seconds:.1f} s end to end")
-    for label, m in (("rotator", rot), ("guide", guide)):
+@dataclass
+class Result:
+    secret: str
+    plan: list[str]
+    """The services rotator's plan recreates."""
+    rotator: Measurement
+    guide: Measurement
+    floor: Measurement
+
+    def rows(self) -> list[tuple[str, Measurement]]:
+        return [("rotator", self.rotator), ("floor", self.floor), ("guide", self.guide)]
+
+
+def target_service(target: str) -> str:
+    """The compose service a probe target watches ('' for the client through the gateway)."""
+    return "db" if target == "db (tcp)" else "" if target == CLIENT else target
+
+
+def print_secret(result: Result) -> None:
+    rot, floor, guide = result.rotator, result.floor, result.guide
+    print(
+        f"\n== {result.secret}: rotator {rot.seconds:.1f} s, floor {floor.seconds:.1f} s, "
+        f"guide {guide.seconds:.1f} s end to end (load average {load_average()})"
+    )
+    print(f"   planned: {', '.join(result.plan) or 'nothing'}")
+    for label, m in result.rows():
         if not m.ok:
             print(f"   {label} FAILED: {m.note}")
-    print(f"   {'unavailable (s)':<16} {'rotator':>8} {'guide':>8}")
+    print(f"   {'unavailable (s)':<16} {'rotator':>8} {'floor':>8} {'guide':>8}")
     for target in rot.unavailable:
-        print(f"   {target:<16} {rot.unavailable[target]:8.2f} {guide.unavailable[target]:8.2f}")
-    share = ratio(guide.total, rot.total)
-    print(f"   {'total':<16} {rot.total:8.2f} {guide.total:8.2f}   guide/rotator {share}")
+        service = target_service(target)
+        outside = "   (not planned)" if service and service not in result.plan else ""
+        figures = " ".join(f"{m.unavailable[target]:8.2f}" for _, m in result.rows())
+        print(f"   {target:<16} {figures}{outside}")
+    print(
+        f"   {'total':<16} {rot.total:8.2f} {floor.total:8.2f} {guide.total:8.2f}   "
+        f"guide/rotator {ratio(guide.total, rot.total)}, "
+        f"rotator/floor {ratio(rot.total, floor.total)}"
+    )
     sys.stdout.flush()
 
 
-def print_summary(results: list[tuple[str, Measurement, Measurement]]) -> None:
+def load_average() -> str:
+    return " ".join(f"{figure:.1f}" for figure in os.getloadavg())
+
+
+def print_summary(results: list[Result]) -> None:
     print("\nSummary (unavailable = sum over targets of each target's unavailable seconds)\n")
     header = (
         f"{'secret':<20} {'rotator s':>9} {'guide s':>8} {'rot unavail':>11} "
-        f"{'guide unavail':>13} {'ratio':>7}"
+        f"{'floor unavail':>13} {'guide unavail':>13} {'guide/rot':>9} {'rot/floor':>9} "
+        f"{'unplanned':>9} {'client rot/guide':>16}"
     )
     print(header)
     print("-" * len(header))
-    for name, rot, guide in results:
-        flag = "" if rot.ok and guide.ok else "  (failed, see above)"
-        print(
-            f"{name:<20} {rot.seconds:9.1f} {guide.seconds:8.1f} {rot.total:11.2f} "
-            f"{guide.total:13.2f} {ratio(guide.total, rot.total):>7}{flag}"
+    for r in results:
+        rot, floor, guide = r.rotator, r.floor, r.guide
+        flag = "" if all(m.ok for _, m in r.rows()) else "  (failed, see above)"
+        unplanned = sum(
+            seconds
+            for target, seconds in rot.unavailable.items()
+            if target_service(target) and target_service(target) not in r.plan
         )
+        client = f"{rot.unavailable[CLIENT]:.2f}/{guide.unavailable[CLIENT]:.2f}"
+        print(
+            f"{r.secret:<20} {rot.seconds:9.1f} {guide.seconds:8.1f} {rot.total:11.2f} "
+            f"{floor.total:13.2f} {guide.total:13.2f} {ratio(guide.total, rot.total):>9} "
+            f"{ratio(rot.total, floor.total):>9} {unplanned:9.2f} {client:>16}{flag}"
+        )
+    print(
+        "\nunplanned: rotator's unavailable seconds on targets whose service it does not "
+        "recreate; client: 'client via gw' seconds, rotator/guide"
+    )
 
 
 # -------------------------------------------------------------------------------- main
@@ -351,13 +431,13 @@ def main(argv: list[str] | None = None) -> int:
         timing=args.timing,
     )
     prober: Prober | None = None
-    results: list[tuple[str, Measurement, Measurement]] = []
+    results: list[Result] = []
     try:
         started = time.monotonic()
         tb.up(timeout=HEALTHY_TIMEOUT_S)
         print(
             f"testbed {tb.project_name} up in {time.monotonic() - started:.1f} s"
-            f" ({args.compose}, {args.timing} start-up times)"
+            f" ({args.compose}, {args.timing} start-up times; load average {load_average()})"
         )
         names = args.secrets.split(",") if args.secrets else default_secrets(tb.env())
         print("secrets: " + ", ".join(names))
@@ -367,10 +447,12 @@ def main(argv: list[str] | None = None) -> int:
         if not prober.settled_after(0):
             print("warning: not every target answers before the first rotation")
         for name in (n.strip() for n in names):
+            first, last = planned(tb, name)
             rot = measure(prober, partial(rotate_with_rotator, tb, name))
             guide = measure(prober, partial(rotate_the_guides_way, tb, name))
-            print_secret(name, rot, guide)
-            results.append((name, rot, guide))
+            floor = measure(prober, partial(rotate_by_the_floor, tb, name))
+            results.append(Result(name, [*first, *last], rot, guide, floor))
+            print_secret(results[-1])
         print_summary(results)
     finally:
         if prober is not None:

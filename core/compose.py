@@ -310,6 +310,15 @@ class ComposeProject:
         declared = self._service(service).get("depends_on") or {}
         return {name for name in declared if name in self.services}
 
+    def waits_for_health(self, service: str, dependency: str) -> bool:
+        """Whether compose starts `service` only once `dependency` is healthy (or has
+        completed), rather than as soon as it has started (`condition: service_started`,
+        also what compose makes of a plain list)."""
+        declared = self._service(service).get("depends_on") or {}
+        entry = declared.get(dependency) if isinstance(declared, dict) else None
+        condition = entry.get("condition") if isinstance(entry, dict) else None
+        return condition != "service_started"
+
     def restart_levels(self, services: Iterable[str]) -> list[list[str]]:
         """Group `services` into levels to recreate one after another.
 

@@ -77,5 +77,11 @@ class Deployment:
     def values(self) -> dict[str, str]:
         return self.env.as_dict()
 
+    def database_service(self) -> str:
+        """The compose service that runs the database: POSTGRES_HOST when it names one
+        (upstream's is `db`), else `db`."""
+        host = self.values().get("POSTGRES_HOST") or "db"
+        return host if host in self.compose.service_names() else "db"
+
     def reload(self) -> Deployment:
         return Deployment.load(self.directory)

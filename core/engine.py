@@ -596,6 +596,7 @@ class Engine:
             plan.services,
             announce=lambda services: self._emit(Note("recreating " + ", ".join(services))),
             after=dict(plan.restart_after),
+            last=plan.restart_last,
         )
         return f"recreated and ready: {', '.join(plan.services)}" if plan.services else "none"
 
@@ -860,8 +861,7 @@ class Engine:
         return db_address(self.deployment, self.runtime)
 
     def _db_service(self) -> str:
-        host = self.deployment.values().get("POSTGRES_HOST") or "db"
-        return host if host in self.deployment.compose.service_names() else "db"
+        return self.deployment.database_service()
 
     def _given(self, secret: Secret, given: Mapping[str, str] | None) -> Mapping[str, str] | None:
         if secret.source is Source.GIVEN and not given:

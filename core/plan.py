@@ -20,6 +20,7 @@ from core.catalogue import RotationOptions, Secret, Source, describe_impact, get
 from core.consistency import platform_warnings
 from core.errors import SecretInMountedFile
 from core.mounts import MountScan, find_copies
+from core.restart import Gate, restart_gates, restart_waves
 from core.signing_keys import Phase
 
 if TYPE_CHECKING:
@@ -30,9 +31,10 @@ if TYPE_CHECKING:
 class Plan:
     """One rotation, decided.
 
-    `restart_levels` groups `services` by `depends_on` depth: every service in
-    level n depends only on services in levels < n (or outside the plan), so
-    the engine recreates a level at a time, dependencies first.
+    `restart_levels` are the compose calls of the restart (`core.restart.restart_waves`),
+    in order: a service comes after the planned services it must find healthy, in the
+    same call as those it only needs started, and `restart_last` (the database) after
+    all the others. `services` lists them in that order.
     """
 
     secret: str
@@ -58,6 +60,9 @@ class Plan:
     """Logflare's legacy copy of the public token (`_analytics.users.api_key`) changes too."""
     restart_after: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """Order beyond depends_on: (service, the planned services ready before it)."""
+    restart_last: tuple[str, ...] = ()
+    """Planned services recreated once every other planned one is ready: the database,
+    whose container reads its secrets only at first initialisation."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +82,7 @@ class Plan:
             "revokes_sessions": self.revokes_sessions,
             "updates_analytics_users": self.updates_analytics_users,
             "restart_after": [[service, list(first)] for service, first in self.restart_after],
+            "restart_last": list(self.restart_last),
         }
 
     @classmethod
@@ -101,6 +107,7 @@ class Plan:
             restart_after=tuple(
                 (str(service), tuple(first)) for service, first in data.get("restart_after", ())
             ),
+            restart_last=tuple(data.get("restart_last", ())),
         )
 
     @property
@@ -109,7 +116,7 @@ class Plan:
 
 
 SECONDS_PER_LEVEL = 10
-"""A rough cost of recreating one depends_on level: stop, start, first health check."""
+"""A rough cost of one stage of the restart: stop, start, the first passing check."""
 
 PLACEHOLDER = "rotator-plan-placeholder-value"
 """Stands in for values a person will supply (smtp), so the plan can be computed before."""
@@ -135,8 +142,12 @@ def make_plan(
         )
     changed = {key: value for key, value in new.items() if current.get(key) != value}
     after = deployment.compose_with(deployment.env.replace(changed))
-    services = deployment.compose.changed_services(after)
-    levels = deployment.compose.restart_levels(services)
+    changed_services = deployment.compose.changed_services(after)
+    last = _restarted_last(deployment, changed_services)
+    restart_after = _signing_key_order(options, tuple(changed_services))
+    levels = restart_waves(
+        deployment.compose, changed_services, after=dict(restart_after), last=last
+    )
     ordered = tuple(service for level in levels for service in level)
     scan = _search_mounted_files(deployment, {k: current[k] for k in changed if k in current})
     members = secret.configured_members(current)
@@ -172,6 +183,13 @@ def make_plan(
             "expired (JWT_EXPIRY plus 15 minutes); the worker then revokes it by itself "
             "(from a terminal: rotator rotate jwt-signing-key again)",
         )
+    if last:
+        notes += (
+            f"{', '.join(last)} is recreated last, once every other service runs on the new "
+            "values: its container reads them only when it first initialises. Until then "
+            "open connections keep working; its restart then drops every connection to "
+            "the database once, for the seconds it takes to start",
+        )
     notes += tuple(platform_warnings(current))
     impact, logs_out = describe_impact(secret, options)
     return Plan(
@@ -183,19 +201,31 @@ def make_plan(
         db_roles=roles,
         impact=impact,
         logs_out_users=logs_out,
-        downtime_estimate_s=_downtime_estimate(deployment, levels),
+        downtime_estimate_s=_downtime_estimate(
+            deployment,
+            levels,
+            restart_gates(deployment.compose, ordered, after=dict(restart_after), last=last),
+        ),
         resets_pooler_tenant=any(member.resets_pooler_tenant for member in covered),
         members=tuple(members),
         notes=notes,
         options=options.to_json(),
         revokes_sessions=options.sessions_revoked(secret),
         updates_analytics_users=any(member.updates_analytics_users for member in covered),
-        restart_after=_signing_key_order(options, ordered),
+        restart_after=restart_after,
+        restart_last=tuple(last),
     )
 
 
 VERIFIERS = ("rest", "realtime", "storage", "functions")
 """The services that verify tokens with JWT_JWKS besides Auth (zero-logout-jwt.md)."""
+
+
+def _restarted_last(deployment: Deployment, services: list[str]) -> list[str]:
+    """The database service when the plan recreates it (see core.restart): the apply step
+    has already changed what it holds, so nothing its dependents need waits for it."""
+    database = deployment.database_service()
+    return [database] if database in services else []
 
 
 def _signing_key_order(
@@ -232,12 +262,26 @@ def _search_mounted_files(deployment: Deployment, old: Mapping[str, str]) -> Mou
     return scan
 
 
-def _downtime_estimate(deployment: Deployment, levels: list[list[str]]) -> int:
+def _downtime_estimate(
+    deployment: Deployment, waves: list[list[str]], gates: Mapping[str, Gate]
+) -> int:
+    """A rough figure for people: per stage of the restart, a compose call and the
+    longest start period in it. Calls that wait for nothing go back to back and make one
+    stage; a new stage starts where a call waits for earlier ones to be ready (`after`:
+    the database last, Auth after the verifiers)."""
+    stages: list[list[str]] = []
+    done: set[str] = set()
+    for wave in waves:
+        waits = any(gates[service].after & done for service in wave)
+        if waits or not stages:
+            stages.append([])
+        stages[-1] += wave
+        done |= set(wave)
     total = 0
-    for level in levels:
+    for stage in stages:
         start_periods = [
             _seconds((deployment.compose.healthcheck(service) or {}).get("start_period", "0s"))
-            for service in level
+            for service in stage
         ]
         total += SECONDS_PER_LEVEL + max(start_periods, default=0)
     return total

@@ -60,9 +60,15 @@ class Runtime(Protocol):
         *,
         timeout_s: float | None = None,
         any_ready: bool = False,
-    ) -> None:
+        run_checks: bool = False,
+    ) -> list[str]:
         """Wait until each service (with `any_ready`: one of them) runs and passes its
-        health check.
+        health check; returns the services found ready.
+
+        By default a health check passes when the runtime's own status says so (Docker
+        runs the check every `interval`). With `run_checks`, the check is run in the
+        container at every poll instead, so a service counts as ready as soon as it is,
+        and only if it is now (Docker's status may predate a restart under it).
 
         Raises RuntimeFailure naming the first service that exited, crash-loops,
         stays unhealthy, or is not ready in time, with its last log lines, redacted.

@@ -53,7 +53,8 @@ class RecordingRuntime:
         *,
         timeout_s: float | None = None,
         any_ready: bool = False,
-    ) -> None:
+        run_checks: bool = False,
+    ) -> list[str]:
         for name in services:
             if self.health[name] == "unhealthy":
                 raise RuntimeFailure(
@@ -61,6 +62,7 @@ class RecordingRuntime:
                     service=name,
                     logs="fake: boom",
                 )
+        return list(services)
 
     def remove_leftovers(self, project: ComposeProject, services: Sequence[str]) -> list[str]:
         return []  # compose never runs here, so it leaves nothing half-made

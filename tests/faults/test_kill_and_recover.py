@@ -87,8 +87,10 @@ KILLS: dict[str, Kill] = {
     "pg-apply-done": Kill("postgres-password", _journal_is(lambda cur, done: "apply" in done)),
     "pg-commit": Kill("postgres-password", _journal_is(lambda cur, done: cur == "commit")),
     "pg-commit-done": Kill("postgres-password", _journal_is(lambda cur, done: "commit" in done)),
-    "pg-restart-level1-db-down": Kill("postgres-password", _recreating(1, delay=0.7)),
+    # the restart's compose calls: the dependents, then db, last
+    "pg-restart-level1-dependents-down": Kill("postgres-password", _recreating(1, delay=0.7)),
     "pg-restart-level2": Kill("postgres-password", _recreating(2)),
+    "pg-restart-level2-db-down": Kill("postgres-password", _recreating(2, delay=0.7)),
     "pg-verify": Kill("postgres-password", _journal_is(lambda cur, done: cur == "verify")),
     "jwt-restart-level2": Kill("jwt-secret", _recreating(2)),
     "jwt-verify": Kill("jwt-secret", _journal_is(lambda cur, done: cur == "verify")),

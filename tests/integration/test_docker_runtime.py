@@ -254,6 +254,47 @@ def test_a_crashing_service_fails_the_wait_without_waiting_for_the_timeout(
 
 
 @pytest.mark.docker
+def test_run_checks_finds_a_service_ready_before_dockers_first_check(trio: Trio) -> None:
+    # Docker runs the first check only after `interval`; realtime's is 30 s upstream.
+    trio.write_env(HC_INTERVAL="120s")
+    trio.runtime.recreate(trio.project, trio.env, ["auth"])
+
+    started = time.monotonic()
+    ready = trio.runtime.wait_ready(trio.project, trio.env, ["auth"], run_checks=True)
+    elapsed = time.monotonic() - started
+    print(f"auth ready by its own check, run directly: {elapsed:.2f} s")
+
+    assert ready == ["auth"]
+    assert elapsed < 30
+    assert trio.runtime.services(trio.project)["auth"].health == "starting"  # Docker's view
+
+
+@pytest.mark.docker
+def test_run_checks_refuses_what_the_health_check_refuses(trio: Trio) -> None:
+    # The server answers but its check exits 1: the direct run must say not ready, too.
+    trio.write_env(HC_INTERVAL="120s", AUTH_HEALTHY="no")
+    trio.runtime.recreate(trio.project, trio.env, ["auth"])
+
+    with pytest.raises(RuntimeFailure) as failure:
+        trio.runtime.wait_ready(trio.project, trio.env, ["auth"], timeout_s=4, run_checks=True)
+
+    assert failure.value.service == "auth"
+    assert "within 4 s (health: starting)" in str(failure.value)
+
+
+@pytest.mark.docker
+def test_run_checks_with_any_ready_returns_the_ready_ones_only(trio: Trio) -> None:
+    trio.write_env(HC_INTERVAL="120s", AUTH_HEALTHY="no")
+    trio.runtime.recreate(trio.project, trio.env, ["db", "auth"])
+
+    ready = trio.runtime.wait_ready(
+        trio.project, trio.env, ["auth", "db"], any_ready=True, run_checks=True
+    )
+
+    assert ready == ["db"]
+
+
+@pytest.mark.docker
 def test_a_service_still_starting_at_the_deadline_fails_the_wait(trio: Trio) -> None:
     # Failed checks during start_period do not count, so health stays "starting".
     trio.write_env(AUTH_HEALTHY="no", START_PERIOD="300s")

@@ -66,33 +66,39 @@ def compose_files(project: Path) -> list[Path]:
     return [p for p in found if p.exists()] or [project / "docker-compose.yml"]
 
 
-def depends_on_closure(project: Path) -> dict[str, set[str]]:
-    """Service -> every service it waits for, directly or not, from the files themselves."""
-    direct: dict[str, set[str]] = {}
+def direct_dependencies(project: Path) -> dict[str, dict[str, str]]:
+    """Service -> {dependency: condition} from its depends_on, from the files themselves
+    (a list means service_started, as compose reads it)."""
+    direct: dict[str, dict[str, str]] = {}
     for path in compose_files(project):
         document = yaml.safe_load(path.read_text()) or {}
         for name, service in (document.get("services") or {}).items():
             deps = (service or {}).get("depends_on") or []
-            direct.setdefault(name, set()).update(deps)  # a list or a mapping's keys
-    closure: dict[str, set[str]] = {}
-    for name in direct:
-        seen: set[str] = set()
-        todo = list(direct[name])
-        while todo:
-            dep = todo.pop()
-            if dep not in seen:
-                seen.add(dep)
-                todo.extend(direct.get(dep, ()))
-        closure[name] = seen
-    return closure
+            if isinstance(deps, list):
+                deps = {dep: {"condition": "service_started"} for dep in deps}
+            found = direct.setdefault(name, {})
+            for dep, entry in deps.items():
+                found[dep] = (entry or {}).get("condition", "service_started")
+    return direct
 
 
-def assert_dependencies_first(project: Path, services: list[str]) -> None:
-    closure = depends_on_closure(project)
+def assert_dependents_first(project: Path, plan: dict[str, Any]) -> None:
+    """Every planned service before the planned ones it needs healthy (their running
+    containers serve it meanwhile: core.restart), after those it needs started (compose
+    starts those first in the same call), and the database last."""
+    services, last = plan["services"], plan["restart_last"]
+    direct = direct_dependencies(project)
     position = {name: index for index, name in enumerate(services)}
-    for name in services:
-        for dep in closure[name] & set(services):
-            assert position[dep] < position[name], f"{name} comes before {dep}, which it needs"
+    for name in set(services) - set(last):
+        for dep, condition in direct[name].items():
+            if dep not in position or dep in last:
+                continue
+            if condition == "service_started":
+                assert position[dep] < position[name], f"{name} comes before {dep}"
+            else:
+                assert position[dep] > position[name], f"{name} comes after {dep}"
+    assert services[len(services) - len(last) :] == last
+    assert len(last) <= 1  # the database service, whatever its name
 
 
 def assert_plan_shape(plan: dict[str, Any], secret: str) -> None:
@@ -111,19 +117,23 @@ CURRENT: dict[str, tuple[list[str], list[str]]] = {
     # secret: (env_keys, services in restart order)
     "postgres-password": (
         ["POSTGRES_PASSWORD"],
-        # db and studio wait for nothing; then everything on db; storage waits for rest
-        ["db", "studio", "auth", "functions", "meta", "realtime", "rest", "supavisor", "storage"],
+        # everything on db at once (db runs on, with the new password already; storage
+        # after rest, which compose starts first), db last; functions waits for the
+        # gateway, which is not recreated
+        ["studio", "auth", "functions", "meta", "realtime", "rest", "supavisor", "storage", "db"],
     ),
     "jwt-secret": (
         # JWT_KEYS and JWT_JWKS are empty in .env.example, so they are left alone
         ["ANON_KEY", "JWT_SECRET", "SERVICE_ROLE_KEY"],
         # JWT_SECRET: studio auth rest realtime storage functions supavisor;
         # ANON_KEY/SERVICE_ROLE_KEY: also api-gw (and realtime's health check)
-        ["auth", "realtime", "rest", "studio", "supavisor", "api-gw", "storage", "functions"],
+        # functions before the gateway it waits for, the gateway before Studio
+        ["auth", "realtime", "rest", "supavisor", "storage", "functions", "api-gw", "studio"],
     ),
     "api-keys": (
         ["ANON_KEY", "SERVICE_ROLE_KEY"],
-        ["realtime", "storage", "studio", "api-gw", "functions"],
+        # functions before the gateway it waits for, the gateway before Studio
+        ["realtime", "storage", "functions", "api-gw", "studio"],
     ),
     "dashboard-password": (["DASHBOARD_PASSWORD"], ["api-gw"]),
     "s3-protocol-keys": (
@@ -152,11 +162,8 @@ CURRENT: dict[str, tuple[list[str], list[str]]] = {
             "SERVICE_ROLE_KEY",
             "VAULT_ENC_KEY",
         ],
-        # every service but imgproxy, which holds no secret
+        # every service but imgproxy, which holds no secret; db last
         [
-            "db",
-            "studio",
-            "api-gw",
             "auth",
             "meta",
             "realtime",
@@ -164,6 +171,9 @@ CURRENT: dict[str, tuple[list[str], list[str]]] = {
             "supavisor",
             "functions",
             "storage",
+            "api-gw",
+            "studio",
+            "db",
         ],
     ),
 }
@@ -183,7 +193,7 @@ def test_plan_on_the_current_layout_names_the_keys_services_and_roles(
     assert plan["services"] == services
     has_roles = secret in ("postgres-password", "all")
     assert plan["db_roles"] == (POSTGRES_ROLES if has_roles else [])
-    assert_dependencies_first(project, plan["services"])
+    assert_dependents_first(project, plan)
 
 
 def test_every_rotatable_catalogue_secret_is_covered_on_the_current_layout() -> None:
@@ -211,14 +221,13 @@ LOGS = "docker-compose.yml:docker-compose.logs.yml"
     ("secret", "services"),
     [
         # analytics has both tokens, vector the public one, studio the private one;
-        # studio and vector wait for analytics in the override
-        ("logflare-tokens", ["analytics", "studio", "vector"]),
+        # studio and vector wait for analytics in the override: they go first, while
+        # the running analytics serves them
+        ("logflare-tokens", ["studio", "vector", "analytics"]),
         # analytics connects to the database too, and studio now waits for analytics
         (
             "postgres-password",
             [
-                "db",
-                "analytics",
                 "auth",
                 "meta",
                 "realtime",
@@ -227,6 +236,8 @@ LOGS = "docker-compose.yml:docker-compose.logs.yml"
                 "storage",
                 "studio",
                 "functions",
+                "analytics",
+                "db",
             ],
         ),
         ("pg-meta-crypto-key", ["meta", "studio"]),
@@ -241,9 +252,10 @@ def test_plan_with_the_logs_override_in_compose_file(
 
     assert_plan_shape(plan, secret)
     assert plan["services"] == services
-    expected_notes = 1 if plan["db_roles"] else 0  # whether supabase_read_only_user changes
+    # whether supabase_read_only_user changes, and db's restart, last
+    expected_notes = 2 if plan["db_roles"] else 0
     assert len(plan["notes"]) == expected_notes, plan["notes"]
-    assert_dependencies_first(project, plan["services"])
+    assert_dependents_first(project, plan)
 
 
 def test_opaque_api_keys_left_empty_in_env_example_are_refused_with_a_clear_error(
@@ -278,8 +290,6 @@ def test_realtime_db_enc_key_is_refused_with_the_reason(
 OLDER: dict[str, list[str]] = {
     # db waits for vector, analytics for db, nearly everything else for analytics
     "postgres-password": [
-        "db",
-        "analytics",
         "auth",
         "functions",
         "meta",
@@ -288,10 +298,11 @@ OLDER: dict[str, list[str]] = {
         "studio",
         "supavisor",
         "storage",
+        "analytics",
+        "db",
     ],
     # db's environment carries JWT_SECRET in this layout, so it is recreated too
     "jwt-secret": [
-        "db",
         "auth",
         "functions",
         "kong",
@@ -300,6 +311,7 @@ OLDER: dict[str, list[str]] = {
         "studio",
         "supavisor",
         "storage",
+        "db",
     ],
     "api-keys": ["functions", "kong", "realtime", "storage", "studio"],
     "dashboard-password": ["kong"],
@@ -307,8 +319,9 @@ OLDER: dict[str, list[str]] = {
     "secret-key-base": ["realtime", "supavisor"],
     "vault-enc-key": ["supavisor"],
     "pg-meta-crypto-key": ["meta", "studio"],
-    # the logs services are in the main file here; analytics waits (via db) for vector
-    "logflare-tokens": ["vector", "analytics", "studio"],
+    # the logs services are in the main file here; studio waits for analytics;
+    # analytics waits for vector only through db, which keeps running
+    "logflare-tokens": ["vector", "studio", "analytics"],
 }
 
 
@@ -323,7 +336,7 @@ def test_plan_on_the_2025_11_layout_names_its_services(
     assert_plan_shape(plan, secret)
     assert plan["services"] == OLDER[secret]
     assert plan["db_roles"] == (POSTGRES_ROLES if secret == "postgres-password" else [])
-    assert_dependencies_first(project, plan["services"])
+    assert_dependents_first(project, plan)
 
 
 @pytest.mark.parametrize("secret", ["s3-protocol-keys", "opaque-api-keys"])
@@ -350,24 +363,24 @@ def test_all_on_the_2025_11_layout_skips_what_is_not_configured_and_says_so(
     assert "opaque-api-keys" not in plan["members"]
     assert any(n.startswith("s3-protocol-keys is skipped") for n in plan["notes"])
     assert "imgproxy" not in plan["services"]
-    assert plan["services"][:3] == ["vector", "db", "analytics"]
+    assert plan["services"][:3] == ["vector", "auth", "functions"]
     assert plan["db_roles"] == POSTGRES_ROLES
-    assert_dependencies_first(project, plan["services"])
+    assert_dependents_first(project, plan)
 
 
 # --- a deployment built the same way, with other names --------------------------------------
 
 RENAMED_EXPECTED: dict[str, list[str]] = {
-    "postgres-password": ["pg", "gotrue", "logs", "pooler", "postgrest"],
-    "jwt-secret": ["console", "gotrue", "live", "postgrest", "edge"],
-    "api-keys": ["console", "live", "edge"],
+    "postgres-password": ["gotrue", "logs", "pooler", "postgrest", "pg"],
+    "jwt-secret": ["gotrue", "live", "postgrest", "edge", "console"],
+    "api-keys": ["live", "edge", "console"],
     "dashboard-password": ["edge"],  # only through the override file
     "s3-protocol-keys": ["files"],
     "smtp": ["gotrue"],  # list-form environment
     "secret-key-base": ["live", "pooler"],  # not cron: `$${SECRET_KEY_BASE}` is literal
     "vault-enc-key": ["pooler"],  # a label, `${VAULT_ENC_KEY-none}`
     "pg-meta-crypto-key": ["console"],
-    "logflare-tokens": ["logs", "console"],  # console waits for logs (override)
+    "logflare-tokens": ["console", "logs"],  # console waits for logs (override): first
 }
 
 
@@ -382,7 +395,7 @@ def test_plan_on_a_renamed_deployment_with_an_override_file(
     assert_plan_shape(plan, secret)
     assert plan["services"] == RENAMED_EXPECTED[secret]
     assert "cron" not in plan["services"]
-    assert_dependencies_first(project, plan["services"])
+    assert_dependents_first(project, plan)
 
 
 def test_a_service_shadowed_by_a_set_default_is_not_recreated(
@@ -472,7 +485,8 @@ def test_a_key_built_from_the_rotated_one_in_env_brings_its_consumers_into_the_p
     plan = plan_json(capsys, "postgres-password", project)
 
     assert "reports" in plan["services"]
-    assert plan["services"].index("db") < plan["services"].index("reports")
+    assert plan["services"][-1] == "db"  # after reports, which runs on the new one
+    assert plan["restart_last"] == ["db"]
     assert plan["env_keys"] == ["POSTGRES_PASSWORD"]  # DATABASE_URL follows by itself
 
 

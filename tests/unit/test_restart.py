@@ -10,7 +10,7 @@ import pytest
 
 from core.compose import ComposeProject
 from core.errors import RuntimeFailure
-from core.restart import planned_dependencies, recreate_in_order
+from core.restart import recreate_in_order, restart_waves
 from core.runtime import ServiceState
 
 pytestmark = pytest.mark.compose  # the project comes from `docker compose config`
@@ -31,26 +31,44 @@ services:
   auth:
     image: x
     depends_on: {db: {condition: service_healthy}}
+  rest:
+    image: x
+    depends_on: {db: {condition: service_healthy}}
+  storage:
+    image: x
+    depends_on:
+      db: {condition: service_healthy}
+      rest: {condition: service_started}
 """
 
 
 class ScriptedRuntime:
-    """Services turn ready one poll after their recreate, except that `studio`
-    needs `meta` recreated first: a dependency compose does not know about."""
+    """Old containers serve until recreated (except those `down` before the restart);
+    new ones turn ready at the next wait, except `broken` and `studio`, which needs
+    `meta` recreated first: a dependency compose does not know about."""
 
-    def __init__(self, broken: str = "") -> None:
+    def __init__(self, broken: str = "", down: Sequence[str] = ()) -> None:
         self.order: list[list[str]] = []
         self.recreated: set[str] = set()
         self.broken = broken
+        self.down = set(down)
+        self.checked: list[bool] = []
 
     def _ready(self, service: str) -> bool:
-        if service == self.broken or service not in self.recreated:
+        if service not in self.recreated:
+            return service not in self.down
+        if service == self.broken:
             return False
         return service != "studio" or "meta" in self.recreated
 
     def services(self, project: ComposeProject) -> dict[str, ServiceState]:
         return {
-            s: ServiceState(s, s, "running", "healthy" if self._ready(s) else "unhealthy")
+            s: ServiceState(
+                s,
+                s,
+                "exited" if s in self.down and s not in self.recreated else "running",
+                "healthy" if self._ready(s) else "unhealthy",
+            )
             for s in project.service_names()
         }
 
@@ -68,11 +86,14 @@ class ScriptedRuntime:
         *,
         timeout_s: float | None = None,
         any_ready: bool = False,
-    ) -> None:
+        run_checks: bool = False,
+    ) -> list[str]:
+        self.checked.append(run_checks)
         ready = [s for s in services if self._ready(s)]
         if (any_ready and not ready) or (not any_ready and len(ready) < len(services)):
             failed = next(s for s in services if not self._ready(s))
             raise RuntimeFailure(f"service {failed} stayed unhealthy", service=failed)
+        return ready
 
 
 @pytest.fixture
@@ -81,7 +102,7 @@ def project(tmp_path: Path) -> ComposeProject:
     return ComposeProject.load(tmp_path)
 
 
-def test_a_service_waiting_on_a_later_one_does_not_deadlock_the_restart(
+def test_dependents_go_first_while_the_old_dependency_serves_them(
     project: ComposeProject,
 ) -> None:
     runtime = ScriptedRuntime()
@@ -90,14 +111,29 @@ def test_a_service_waiting_on_a_later_one_does_not_deadlock_the_restart(
 
     recreate_in_order(runtime, project, {}, services, announce=announced.append)
 
-    # db and studio first; meta and auth once db is ready (studio is not, yet: it
-    # needs meta); api-gw once studio recovers; functions last.
-    assert runtime.order == [["db", "studio"], ["auth", "meta"], ["api-gw"], ["functions"]]
+    # Each dependency in the compose call after its dependents', none waiting for
+    # another's start-up; studio, which needs meta, last, and nobody waits for it.
+    assert runtime.order == [["auth", "meta", "functions"], ["db", "api-gw"], ["studio"]]
     assert announced == runtime.order
+    assert restart_waves(project, services) == runtime.order
+    # Only the last wait: for Docker's own status, which verification reads.
+    assert runtime.checked == [False]
+
+
+def test_a_dependency_down_before_the_restart_goes_first_and_is_waited_for(
+    project: ComposeProject,
+) -> None:
+    runtime = ScriptedRuntime(down=["db"])
+
+    recreate_in_order(runtime, project, {}, ["db", "auth", "meta"], announce=lambda _: None)
+
+    # Between compose calls readiness is the service's own check, run directly.
+    assert runtime.order == [["db"], ["auth", "meta"]]
+    assert runtime.checked == [True, False]
 
 
 def test_a_dependency_that_never_turns_ready_fails_naming_it(project: ComposeProject) -> None:
-    runtime = ScriptedRuntime(broken="db")
+    runtime = ScriptedRuntime(broken="db", down=["db"])
 
     with pytest.raises(RuntimeFailure) as failure:
         recreate_in_order(runtime, project, {}, ["db", "auth"], announce=lambda _: None)
@@ -106,10 +142,56 @@ def test_a_dependency_that_never_turns_ready_fails_naming_it(project: ComposePro
     assert runtime.order == [["db"]]  # auth never recreated against a broken db
 
 
-def test_dependencies_are_found_through_services_the_plan_leaves_running(
+def test_a_service_started_dependency_goes_in_the_same_call_when_it_is_down(
     project: ComposeProject,
 ) -> None:
-    # functions -> api-gw (not planned) -> studio (planned)
-    assert planned_dependencies(project, "functions", {"studio", "functions"}) == {"studio"}
-    assert planned_dependencies(project, "functions", {"api-gw", "studio"}) == {"api-gw"}
-    assert planned_dependencies(project, "auth", {"studio"}) == set()
+    runtime = ScriptedRuntime(down=["rest"])
+
+    recreate_in_order(runtime, project, {}, ["db", "rest", "storage"], announce=lambda _: None)
+
+    # storage needs rest only started: compose starts it first in the same call; db
+    # serves both until the next call
+    assert runtime.order == [["rest", "storage"], ["db"]]
+
+
+def test_a_last_service_goes_once_every_other_one_is_ready(project: ComposeProject) -> None:
+    runtime = ScriptedRuntime()
+    services = ["db", "studio", "auth", "rest", "storage", "meta"]
+
+    recreate_in_order(runtime, project, {}, services, announce=lambda _: None, last={"db"})
+
+    # db keeps running on the password apply already set: its dependents go at once
+    # (storage with rest, which compose starts first); db once all are ready, studio
+    # included (it needs meta)
+    assert runtime.order == [["studio", "auth", "rest", "storage", "meta"], ["db"]]
+    # ...and after db's restart, every one passes its own check again, run directly,
+    # before the wait for Docker's status
+    assert runtime.checked[-2:] == [True, False] and all(runtime.checked[:-1])
+    assert restart_waves(project, services, last={"db"}) == runtime.order
+
+
+def test_a_dependency_the_plan_leaves_running_holds_nobody_up(project: ComposeProject) -> None:
+    runtime = ScriptedRuntime()
+
+    # functions -> api-gw (not planned, running and healthy) -> studio (planned)
+    services = ["studio", "meta", "functions"]
+    recreate_in_order(runtime, project, {}, services, announce=lambda _: None)
+
+    assert runtime.order == [["studio", "meta", "functions"]]
+
+
+def test_after_adds_order_compose_does_not_know(project: ComposeProject) -> None:
+    runtime = ScriptedRuntime()
+    services = ["auth", "rest", "storage"]
+
+    recreate_in_order(
+        runtime, project, {}, services, announce=lambda _: None, after={"auth": ["rest"]}
+    )
+
+    assert runtime.order == [["rest", "storage"], ["auth"]]
+    assert restart_waves(project, services, after={"auth": ["rest"]}) == runtime.order
+
+
+def test_waves_refuse_an_order_that_cannot_be(project: ComposeProject) -> None:
+    with pytest.raises(RuntimeFailure, match="no order"):
+        restart_waves(project, ["auth", "rest"], after={"auth": ["rest"], "rest": ["auth"]})
