@@ -74,7 +74,7 @@ start_redis() {
     mkdir -p "$STATE"
     if ! redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then
         log "starting Redis on 127.0.0.1:$REDIS_PORT"
-        redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$STATE" \
+        redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$STATE" --databases 16 \
             --daemonize yes --logfile "$STATE/redis.log" --save "" --appendonly no
         for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
     fi
@@ -106,4 +106,10 @@ build_testbed() {
     if [ -x "$ROOT/tests/testbed/build-images.sh" ]; then
         "$ROOT/tests/testbed/build-images.sh"
     fi
+}
+
+build_rotator_image() {
+    # The Slack story's compose stack runs it. Built here, once, before the test workers
+    # start; the story's own call then finds it up to date (it is tagged by input hash).
+    "$ROOT/scripts/build-image.sh" >/dev/null
 }

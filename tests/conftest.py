@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +78,54 @@ def pg_server() -> PgServer:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
+    """ROTATOR_TEST_REDIS_URL; under pytest-xdist, database N+1 for worker gwN, so RQ's
+    global keys (rq:workers, schedulers' locks) of one worker's tests never meet another's."""
     url = os.environ.get("ROTATOR_TEST_REDIS_URL")
     if not url:
         service_missing("no test Redis (ROTATOR_TEST_REDIS_URL unset)")
-    return str(url)
+    return worker_redis_url(str(url), os.environ.get("PYTEST_XDIST_WORKER", ""))
+
+
+def worker_redis_url(url: str, worker: str) -> str:
+    """`url` with its database number replaced by 1 + the xdist worker's index ("gw3" -> 4);
+    `url` itself outside xdist (worker "")."""
+    if not worker:
+        return url
+    index = int(worker.removeprefix("gw"))
+    if index + 1 >= REDIS_DATABASES:
+        raise pytest.UsageError(f"more xdist workers than Redis databases ({REDIS_DATABASES})")
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{index + 1}"))
+
+
+REDIS_DATABASES = 16
+"""Redis's default `databases`; scripts/lib.sh starts the test server with it."""
+
+
+# --- order under pytest-xdist -------------------------------------------------------------
+
+SLOWEST_FIRST = (
+    "tests/faults/test_recovery_states.py",
+    "tests/faults/test_kill_and_recover.py",
+    "tests/e2e/test_rotations.py",
+    "tests/faults/test_signing_key_kills.py",
+    "tests/e2e_slack/test_story.py",
+    "tests/faults/test_failures.py",
+    "tests/testbed/test_testbed.py",
+    "tests/e2e/test_verify_catches.py",
+    "tests/testbed/test_testbed_options.py",
+    "tests/e2e/test_sql_ascii.py",
+    "tests/integration/test_docker_runtime.py",
+)
+"""Test modules that wait on containers, longest first (`scripts/test --durations`). xdist
+(`--dist loadscope --no-loadscope-reorder`) hands out whole modules in collection order:
+starting the longest first keeps one of them from being the tail of the run."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, the slow modules first (each keeps its own order of tests; the others
+    keep theirs). A run without xdist keeps the files' order."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
