@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,6 +122,25 @@ SLOWEST_FIRST = (
 """Test modules that wait on containers, longest first (`scripts/test --durations`). xdist
 (`--dist loadscope --no-loadscope-reorder`) hands out whole modules in collection order:
 starting the longest first keeps one of them from being the tail of the run."""
+
+
+SHARD_ID = re.compile(r"\[shard\d+of\d+\]$")
+"""A test parametrized into shards ("[shard2of4]"): each shard goes to xdist as a unit of
+its own, so shards run side by side (each worker starting its own module fixtures)."""
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's: unknown without it
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """--dist loadscope, with each shard (SHARD_ID) a scope of its own."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesAndShards(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return nodeid if SHARD_ID.search(nodeid) else super()._split_scope(nodeid)
+
+    return ModulesAndShards(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
