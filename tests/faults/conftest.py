@@ -54,7 +54,7 @@ def start_testbed(
     try:
         if prepare is not None:
             prepare(tb)
-        tb.up()
+        tb.up(timeout=180)  # as e2e's: postgres-meta's Node.js starts slowly on a busy machine
         yield tb
     finally:
         tb.down()

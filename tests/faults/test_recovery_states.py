@@ -47,7 +47,7 @@ pytestmark = pytest.mark.docker
 
 SEED = int(os.environ.get("ROTATOR_FAULT_SEED") or time.time_ns() % 1_000_000)
 KILLS = int(os.environ.get("ROTATOR_FAULT_KILLS") or 50)
-KILL_SHARDS = min(4, KILLS)
+KILL_SHARDS = min(3, KILLS)
 """50 kills one after another took longer than all the other tests together; every shard
 gets at least one kill."""
 
