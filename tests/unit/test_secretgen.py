@@ -126,7 +126,14 @@ BAD_VALUES = [
     ("S3_PROTOCOL_ACCESS_KEY_SECRET", GOOD[:31], "at least 32"),
     ("S3_PROTOCOL_ACCESS_KEY_SECRET", GOOD[:40] + "\\", "backslash"),
     ("SUPABASE_PUBLISHABLE_KEY", "sb_publishable_" + "A" * 22 + "_AAAAAAAA", "checksum"),
-    ("SUPABASE_SECRET_KEY", make_opaque_key("sb_publishable_"), "'sb_secret_'"),
+    # Generated keys are random: a fixed id keeps the test's name the same in every
+    # process (pytest-xdist's workers must collect the same names).
+    pytest.param(
+        "SUPABASE_SECRET_KEY",
+        make_opaque_key("sb_publishable_"),
+        "'sb_secret_'",
+        id="SUPABASE_SECRET_KEY-a publishable key-'sb_secret_'",
+    ),
     ("SMTP_PASS", "", "not be empty"),
     ("SMTP_PASS", "line\nbreak-password", "line breaks"),
     ("SMTP_PASS", "carriage\rreturn", "line breaks"),
@@ -155,7 +162,9 @@ def test_rules_refuse_values_that_break_a_consumer(key: str, value: str, rule: s
         ("DASHBOARD_PASSWORD", "a" + "1" * 15),
         ("SECRET_KEY_BASE", "UpNVntn3cDxHJpq99YMc1T1AQgQpc8kfYTuRgBiYa15BLrx8etQoXz3gZv1/u2oq"),
         ("VAULT_ENC_KEY", "your-32-character-encryption-key"),
-        ("SUPABASE_SECRET_KEY", make_opaque_key("sb_secret_")),
+        pytest.param(  # a random key: a fixed id (see BAD_VALUES)
+            "SUPABASE_SECRET_KEY", make_opaque_key("sb_secret_"), id="SUPABASE_SECRET_KEY-generated"
+        ),
         ("SMTP_PASS", "provider pass with $pecial 'chars'"),
         ("SMTP_USER", "apikey"),
     ],
