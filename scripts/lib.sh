@@ -88,7 +88,9 @@ ensure_compose_v2() {
     # script: that Python wrapper starts an interpreter per call (~0.1 s of CPU) and drops
     # compose's exit status (`docker compose -f /missing.yml config` exits 0 through it).
     local plugins=/usr/local/lib/docker/cli-plugins
-    if ! docker compose version >/dev/null 2>&1; then
+    # A plugin that exits 0 on a missing file is that wrapper (an earlier checkout's link).
+    if ! docker compose version >/dev/null 2>&1 ||
+        docker compose -f /nonexistent/compose.yml config >/dev/null 2>&1; then
         mkdir -p "$plugins"
         ln -sf "$("$VENV/bin/python" -c 'import compose, pathlib
 print(pathlib.Path(compose.__file__).parent / "docker-compose")')" "$plugins/docker-compose"
