@@ -47,9 +47,10 @@ pytestmark = pytest.mark.docker
 
 SEED = int(os.environ.get("ROTATOR_FAULT_SEED") or time.time_ns() % 1_000_000)
 KILLS = int(os.environ.get("ROTATOR_FAULT_KILLS") or 50)
-KILL_SHARDS = min(3, KILLS)
-"""50 kills one after another took longer than all the other tests together; every shard
-gets at least one kill."""
+KILL_SHARDS = max(1, min(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1), KILLS))
+"""One shard per parallel worker (xdist sets the count in every worker, so they all collect
+the same ids): 50 kills one after another took longer than all the other tests together.
+Every shard gets at least one kill."""
 
 
 @pytest.fixture(scope="module")
