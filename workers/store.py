@@ -235,12 +235,16 @@ class RequestStore:
         fresh id."""
         created = request if request.id else replace(request, id=self.new_id())
         key = self._key(created.id)
-        if not self.redis.hsetnx(key, "id", created.id):
-            raise InputError(f"request id {created.id} is already taken; ask again")
-        pipe = self.redis.pipeline()
-        pipe.hset(key, mapping=created.to_hash())  # type: ignore[arg-type]
-        pipe.zadd(f"{self.prefix}:requests", {created.id: created.created_at.timestamp()})
-        pipe.execute()
+
+        def run(pipe: Pipeline) -> None:
+            # One transaction: a reader never sees the id without the rest of the request.
+            if pipe.exists(key):
+                raise InputError(f"request id {created.id} is already taken; ask again")
+            pipe.multi()
+            pipe.hset(key, mapping=created.to_hash())  # type: ignore[arg-type]
+            pipe.zadd(f"{self.prefix}:requests", {created.id: created.created_at.timestamp()})
+
+        self.redis.transaction(run, key)
         return created
 
     def delete(self, request_id: str) -> None:

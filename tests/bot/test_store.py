@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis import Redis
 
+from core.errors import InputError
 from tests.bot.conftest import APPROVER, APPROVER2, REQUESTER
 from workers.store import (
     ApprovalResult,
@@ -20,21 +22,23 @@ from workers.store import (
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def new_request(store: RequestStore, needed: int = 1) -> RotationRequest:
-    return store.create(
-        RotationRequest(
-            id="",
-            deployment="prod",
-            secret="jwt-secret",
-            requester=REQUESTER,
-            reason="quarterly",
-            window_start=NOW + timedelta(hours=2),
-            created_at=NOW,
-            expires_at=NOW + timedelta(hours=24),
-            approvals_needed=needed,
-            requester_tz="Europe/Berlin",
-        )
+def request_value(needed: int = 1) -> RotationRequest:
+    return RotationRequest(
+        id="",
+        deployment="prod",
+        secret="jwt-secret",
+        requester=REQUESTER,
+        reason="quarterly",
+        window_start=NOW + timedelta(hours=2),
+        created_at=NOW,
+        expires_at=NOW + timedelta(hours=24),
+        approvals_needed=needed,
+        requester_tz="Europe/Berlin",
     )
+
+
+def new_request(store: RequestStore, needed: int = 1) -> RotationRequest:
+    return store.create(request_value(needed))
 
 
 def test_a_request_round_trips_with_a_job_safe_id(redis: Redis) -> None:
@@ -95,6 +99,38 @@ def test_concurrent_approvals_reach_quorum_exactly_once(redis: Redis) -> None:
         t.join()
     assert sum(r.quorum_reached for r in results) == 1
     assert len(store.get(request.id).approvals) == 1
+
+
+def test_a_request_being_created_is_never_read_half_written(redis: Redis) -> None:
+    # The bot stores a request right after posting it, while the worker and App Home read.
+    store = RequestStore(redis)
+    ids = [f"r-{i:08x}" for i in range(300)]
+    seen: set[str] = set()
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            while not done.is_set():
+                for request_id in ids:
+                    found = store.find(request_id)  # raised TypeError on a half-written one
+                    if found is not None:
+                        seen.add(found.id)
+        except BaseException as exc:  # reported by the test's thread below
+            errors.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for request_id in ids:
+            store.create(replace(request_value(), id=request_id))
+    finally:
+        done.set()
+        reader.join()
+    assert errors == []
+    assert seen  # the reads overlapped the writes
+    with pytest.raises(InputError, match="already taken"):
+        store.create(replace(request_value(), id=ids[0]))
 
 
 def test_once_drops_repeats(redis: Redis) -> None:
