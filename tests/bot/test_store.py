@@ -104,7 +104,7 @@ def test_concurrent_approvals_reach_quorum_exactly_once(redis: Redis) -> None:
 def test_a_request_being_created_is_never_read_half_written(redis: Redis) -> None:
     # The bot stores a request right after posting it, while the worker and App Home read.
     store = RequestStore(redis)
-    ids = [f"r-{i:08x}" for i in range(300)]
+    ids = [store.new_id() for _ in range(300)]  # free now (the test Redis is not flushed)
     seen: set[str] = set()
     errors: list[BaseException] = []
     done = threading.Event()
