@@ -285,7 +285,10 @@ def test_run_checks_refuses_what_the_health_check_refuses(trio: Trio) -> None:
 @pytest.mark.docker
 def test_run_checks_with_any_ready_returns_the_ready_ones_only(trio: Trio) -> None:
     trio.write_env(HC_INTERVAL="120s", AUTH_HEALTHY="no")
-    trio.runtime.recreate(trio.project, trio.env, ["db", "auth"])
+    # Two calls: in one, compose would hold auth back until Docker called db healthy,
+    # which its first check, 120 s away, decides.
+    trio.runtime.recreate(trio.project, trio.env, ["auth"])
+    trio.runtime.recreate(trio.project, trio.env, ["db"])
 
     ready = trio.runtime.wait_ready(
         trio.project, trio.env, ["auth", "db"], any_ready=True, run_checks=True
