@@ -278,8 +278,12 @@ class Engine:
             with self._step(state, Step.COMMIT) as done:
                 self._set_env(state.new)
                 done.detail = "keys written: " + ", ".join(plan.env_keys)
+            resumed_restart = resume and state.restart_started_at > 0
+            if not resumed_restart:
+                state.restart_started_at = time.time()  # saved as the step starts
             with self._step(state, Step.RESTART) as done:
-                done.detail = self._restart(plan)
+                kept = self._recreated_already(state, plan) if resumed_restart else []
+                done.detail = self._restart(plan, kept=kept)
             with self._step(state, Step.VERIFY) as done:
                 checks = self._verify(plan, accepted=state.new, refused=state.old, state=state)
                 done.detail = _verify_summary(checks)
@@ -588,7 +592,9 @@ class Engine:
         write_atomic(self.deployment.env_path, current.replace(values).render())
         self.deployment = self.deployment.reload()
 
-    def _restart(self, plan: Plan) -> str:
+    def _restart(self, plan: Plan, *, kept: Sequence[str] = ()) -> str:
+        """Recreate the plan's services in order; `kept` ones were recreated from the
+        current .env already (by an interrupted run) and are only waited for."""
         recreate_in_order(
             self.runtime,
             self.deployment.compose,
@@ -597,8 +603,26 @@ class Engine:
             announce=lambda services: self._emit(Note("recreating " + ", ".join(services))),
             after=dict(plan.restart_after),
             last=plan.restart_last,
+            done=kept,
         )
-        return f"recreated and ready: {', '.join(plan.services)}" if plan.services else "none"
+        if not plan.services:
+            return "none"
+        fresh = [service for service in plan.services if service not in kept]
+        detail = f"recreated and ready: {', '.join(fresh) or 'none'}"
+        if kept:
+            detail += f"; ready, recreated before the interruption: {', '.join(kept)}"
+        return detail
+
+    def _recreated_already(self, state: JournalState, plan: Plan) -> list[str]:
+        """The plan's services an interrupted restart step already recreated from the
+        committed .env (see Runtime.recreated_since): recreating them again would only
+        take them down a second time."""
+        kept = self.runtime.recreated_since(
+            self.deployment.compose, plan.services, state.restart_started_at
+        )
+        if kept:
+            self._emit(Note("already recreated before the interruption: " + ", ".join(kept)))
+        return kept
 
     def _verify(
         self,

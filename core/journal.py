@@ -63,6 +63,9 @@ class JournalState:
     db_roles: list[str] = field(default_factory=list)
     """The roles apply changes: the plan's, plus supabase_read_only_user when preflight
     found it shares the password. Empty in journals from before it existed: the plan's."""
+    restart_started_at: float = 0.0
+    """When the forward restart step first began (0: not yet). Containers compose created
+    from the committed .env since then need no second recreate when recovery resumes."""
     started_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 

@@ -58,16 +58,19 @@ def recreate_in_order(
     announce: Callable[[list[str]], None],
     after: Mapping[str, Sequence[str]] | None = None,
     last: Collection[str] = (),
+    done: Collection[str] = (),
 ) -> None:
     """Recreate `services` (in restart order) and return when all of them are ready.
 
     `after` adds order compose does not know: a service waits for these planned ones,
     recreated and ready. `last`: planned services recreated once every other one is
-    ready (see the module). Raises RuntimeFailure (from the runtime) naming the service
-    that failed.
+    ready (see the module). `done`: planned services already recreated from the current
+    values (by an interrupted run): not recreated again, waited for like the others.
+    Raises RuntimeFailure (from the runtime) naming the service that failed.
     """
     gates = restart_gates(compose, services, after=after, last=last)
-    pending, recreated, ready = list(gates), list[str](), set[str]()
+    recreated = [service for service in gates if service in done]
+    pending, ready = [service for service in gates if service not in done], set[str]()
     while pending:
         states = runtime.services(compose)
         old = [s for s in gates if s not in recreated and s in states]

@@ -75,6 +75,15 @@ class Runtime(Protocol):
         """
         ...
 
+    def recreated_since(
+        self, project: ComposeProject, services: Sequence[str], since: float
+    ) -> list[str]:
+        """Those of `services` whose containers all run, were created at or after `since`
+        (seconds since the epoch) and are what compose would create now (its config hash
+        of the service, which covers the environment, matches the container's). Recovery
+        keeps these instead of recreating them a second time."""
+        ...
+
     def remove_leftovers(self, project: ComposeProject, services: Sequence[str]) -> list[str]:
         """Remove containers a killed compose left half-made for these services (they are
         never started under the service's name); returns their names."""

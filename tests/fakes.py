@@ -8,6 +8,7 @@ old values, exactly like a real container.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,6 +27,7 @@ class RecordingRuntime:
             name: _environment(resolved[name]) for name in project.service_names()
         }
         self.health: dict[str, str] = dict.fromkeys(self.envs, "healthy")
+        self.created: dict[str, float] = dict.fromkeys(self.envs, 0.0)
 
     def services(self, project: ComposeProject) -> dict[str, ServiceState]:
         return {
@@ -40,6 +42,7 @@ class RecordingRuntime:
         resolved = _resolved_now(project)
         for name in services:
             self.envs[name] = _environment(resolved[name])
+            self.created[name] = time.time()
             # A service in fail_on fails once, like one that cannot start on the new
             # value and comes back on the old one during rollback.
             self.health[name] = "unhealthy" if name in self.fail_on else "healthy"
@@ -63,6 +66,18 @@ class RecordingRuntime:
                     logs="fake: boom",
                 )
         return list(services)
+
+    def recreated_since(
+        self, project: ComposeProject, services: Sequence[str], since: float
+    ) -> list[str]:
+        """As Docker's: created since then, with the environment compose would give now
+        (the fake's whole configuration)."""
+        resolved = _resolved_now(project)
+        return [
+            name
+            for name in services
+            if self.created[name] >= since and self.envs[name] == _environment(resolved[name])
+        ]
 
     def remove_leftovers(self, project: ComposeProject, services: Sequence[str]) -> list[str]:
         return []  # compose never runs here, so it leaves nothing half-made

@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ _LABEL_PROJECT = "com.docker.compose.project"
 _LABEL_SERVICE = "com.docker.compose.service"
 _LABEL_ONEOFF = "com.docker.compose.oneoff"
 _LABEL_WORKING_DIR = "com.docker.compose.project.working_dir"
+_LABEL_CONFIG_HASH = "com.docker.compose.config-hash"
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,44 @@ class DockerRuntime:
         finally:
             if checks is not None:
                 checks.close()
+
+    def recreated_since(
+        self, project: ComposeProject, services: Sequence[str], since: float
+    ) -> list[str]:
+        if not services:
+            return []
+        wanted = self._config_hashes(project, services)
+        found: dict[str, list[Container]] = {service: [] for service in services}
+        for container in self._containers(project, services):
+            found[container.labels.get(_LABEL_SERVICE, "")].append(container)
+        return [
+            service
+            for service, containers in found.items()
+            if containers
+            and all(
+                container.status == "running"
+                and not _is_leftover(container)
+                and _created(container) >= since
+                and container.labels.get(_LABEL_CONFIG_HASH) == wanted.get(service)
+                for container in containers
+            )
+        ]
+
+    def _config_hashes(self, project: ComposeProject, services: Sequence[str]) -> dict[str, str]:
+        """Compose's hash of each service's configuration as it would create it now (the
+        label it puts on the container); empty when compose cannot say."""
+        try:
+            done = project.command.run(
+                _directory(project),
+                ["config", "--hash", ",".join(services)],
+                timeout_s=COMPOSE_TIMEOUT_S,
+            )
+        except (ComposeUnsupported, subprocess.TimeoutExpired):
+            return {}
+        if done.returncode != 0:
+            return {}
+        pairs = (line.split() for line in _decode(done.stdout).splitlines())
+        return {fields[0]: fields[1] for fields in pairs if len(fields) == 2}
 
     def remove_leftovers(self, project: ComposeProject, services: Sequence[str]) -> list[str]:
         """Remove the containers compose left half-made when it was killed mid-recreate.
@@ -443,6 +483,14 @@ def _is_leftover(container: Container) -> bool:
     """A container compose created under a temporary name and never started (see
     DockerRuntime.remove_leftovers). A running one is left alone: it is serving."""
     return bool(_LEFTOVER_NAME.match(_name(container))) and container.status != "running"
+
+
+def _created(container: Container) -> float:
+    """When Docker created the container, in seconds since the epoch (0 if unknown)."""
+    try:
+        return datetime.fromisoformat(str(container.attrs.get("Created", ""))).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _health(container: Container) -> str:

@@ -329,6 +329,23 @@ def test_a_compose_error_fails_the_recreate_and_stops_nothing(trio: Trio) -> Non
 
 
 @pytest.mark.docker
+def test_recreated_since_names_containers_created_since_from_the_current_config(
+    trio: Trio,
+) -> None:
+    trio.write_env(AUTH_JWT_SECRET=secrets.token_hex(24))  # committed: auth's configuration changes
+    since = time.time()
+    trio.runtime.recreate(trio.project, trio.env, ["auth"])
+    everything = ["db", "auth", "api"]
+
+    # db: created before; api: its container predates the change; auth: made from it
+    assert trio.runtime.recreated_since(trio.project, everything, since) == ["auth"]
+    assert trio.runtime.recreated_since(trio.project, everything, time.time() + 60) == []
+    # A container made from other values than compose would use now is not kept either.
+    trio.write_env(AUTH_JWT_SECRET=secrets.token_hex(24))
+    assert trio.runtime.recreated_since(trio.project, everything, since) == []
+
+
+@pytest.mark.docker
 def test_container_env_is_the_environment_the_container_was_created_with(trio: Trio) -> None:
     env = trio.runtime.container_env(trio.project, "auth")
 

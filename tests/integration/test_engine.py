@@ -175,6 +175,37 @@ def test_recover_finishes_a_rotation_killed_after_commit(setup: Setup) -> None:
     assert not (setup.directory / ".rotator" / "journal.json").exists()
 
 
+def test_recover_keeps_the_services_the_interrupted_restart_recreated(setup: Setup) -> None:
+    calls: list[list[str]] = []
+    recreate = setup.runtime.recreate
+
+    def crash_on_the_second_call(project: Any, env: Any, services: Any) -> None:
+        calls.append(list(services))
+        if len(calls) == 2:
+            raise Crash  # killed as compose began the second call
+        recreate(project, env, services)
+
+    setup.runtime.recreate = crash_on_the_second_call  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        setup.engine().rotate("postgres-password")
+    first, second = calls
+    setup.runtime.recreate = recreate  # type: ignore[method-assign]
+    setup.runtime.recreated.clear()
+    setup.progress.emit = (recorded := RecordingProgress()).emit  # type: ignore[method-assign]
+
+    result = setup.engine().recover()
+
+    assert result.outcome is Outcome.FINISHED
+    assert setup.runtime.recreated == [second]  # the first call's services are not redone
+    notes = [e.text for e in recorded.events if isinstance(e, Note)]
+    assert "already recreated before the interruption: " + ", ".join(first) in notes
+    assert "ready, recreated before the interruption" in result_step_detail(recorded, "restart")
+
+
+def result_step_detail(progress: RecordingProgress, step: str) -> str:
+    return next(e.detail for e in progress.events if isinstance(e, StepFinished) and e.step == step)
+
+
 def test_recover_undoes_a_rotation_killed_between_apply_and_commit(setup: Setup) -> None:
     before = (setup.directory / ".env").read_bytes()
     crash_after(setup, "apply")

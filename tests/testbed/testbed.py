@@ -388,6 +388,16 @@ class Testbed:
             argv += ["--filter", f"label=com.docker.compose.service={service}"]
         return self._run(argv).stdout.split()
 
+    def container_ids(self) -> dict[str, str]:
+        """Service -> its container's id (one container per service in the testbed)."""
+        ids = self._containers()
+        if not ids:
+            return {}
+        return {
+            info["Config"]["Labels"]["com.docker.compose.service"]: info["Id"]
+            for info in json.loads(self._run(["docker", "inspect", *ids]).stdout)
+        }
+
     def container_states(self) -> dict[str, str]:
         """Service -> "healthy" / "unhealthy" / "starting" (health check), else the
         container's status ("running", "restarting", "exited", ...), or "crash-loop"

@@ -195,3 +195,36 @@ def test_after_adds_order_compose_does_not_know(project: ComposeProject) -> None
 def test_waves_refuse_an_order_that_cannot_be(project: ComposeProject) -> None:
     with pytest.raises(RuntimeFailure, match="no order"):
         restart_waves(project, ["auth", "rest"], after={"auth": ["rest"], "rest": ["auth"]})
+
+
+def test_services_an_interrupted_run_recreated_are_kept_and_waited_for(
+    project: ComposeProject,
+) -> None:
+    runtime = ScriptedRuntime()
+    runtime.recreated = {"auth", "rest"}  # by the run that was killed
+    services = ["db", "auth", "rest", "meta"]
+
+    recreate_in_order(
+        runtime, project, {}, services, announce=lambda _: None, last={"db"}, done={"auth", "rest"}
+    )
+
+    assert runtime.order == [["meta"], ["db"]]
+
+
+def test_a_kept_service_that_is_not_ready_fails_the_restart(project: ComposeProject) -> None:
+    runtime = ScriptedRuntime(broken="auth")
+    runtime.recreated = {"auth"}
+
+    with pytest.raises(RuntimeFailure) as failure:
+        recreate_in_order(
+            runtime,
+            project,
+            {},
+            ["db", "auth"],
+            announce=lambda _: None,
+            last={"db"},
+            done={"auth"},
+        )
+
+    assert failure.value.service == "auth"
+    assert runtime.order == []  # the database is not restarted under a broken dependent
