@@ -8,6 +8,7 @@ in its own thread and leaves the work to its lazy listeners (see `bot.app`).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -60,11 +61,25 @@ def serve_http(app: App, port: int, host: str = "127.0.0.1", path: str = "/slack
     # hold the interpreter lock: hand it over every millisecond instead of every five.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     server = http_server(app, port, host, path)
+    _exit_on_sigterm()
     log.info("serving Slack requests on http://%s:%d%s", host, port, path)
-    server.run()
+    server.run()  # returns on SystemExit, once its threads have finished their requests
+    log.info("stopped serving")
 
 
 def serve_socket(app: App, app_token: str | None = None) -> None:
     """Connect to Slack over Socket Mode (`SLACK_APP_TOKEN(_FILE)`, an xapp- token); blocks."""
     handler = SocketModeHandler(app, app_token or env_secret("SLACK_APP_TOKEN"))
+    _exit_on_sigterm()
     handler.start()  # type: ignore[no-untyped-call]
+
+
+def _exit_on_sigterm() -> None:
+    """Stop on SIGTERM as on Ctrl-C. As a container's PID 1 the interpreter otherwise
+    ignores it: `docker stop` and every compose recreate of the bot would wait out the
+    grace period (10 s by default), then kill it."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
