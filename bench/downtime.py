@@ -54,6 +54,7 @@ from core.plan import make_plan
 from core.progress import SilentProgress
 from core.roles import SHARED_PASSWORD_ROLES
 from tests.testbed.testbed import HEALTH_PATHS, Testbed, image_exists, read_env
+from tests.testbed.timing import REAL
 
 PROBE_INTERVAL_S = 0.05
 PROBE_TIMEOUT_S = 1.0
@@ -325,9 +326,18 @@ class Result:
     rotator: Measurement
     guide: Measurement
     floor: Measurement
+    bound: float = 0.0
+    """The planned services' own start-up times, summed (0 with fast start-up times):
+    each is down at least that long however it is recreated, so no procedure's total
+    goes below it, and guide / bound is the most any rotation could reach."""
 
     def rows(self) -> list[tuple[str, Measurement]]:
         return [("rotator", self.rotator), ("floor", self.floor), ("guide", self.guide)]
+
+
+def startup_bound(services: list[str]) -> float:
+    """The sum of the services' real start-up times (REAL; real processes count 0)."""
+    return sum(REAL[s].ready_after_s for s in services if s in REAL)
 
 
 def target_service(target: str) -> str:
@@ -356,6 +366,12 @@ def print_secret(result: Result) -> None:
         f"guide/rotator {ratio(guide.total, rot.total)}, "
         f"rotator/floor {ratio(rot.total, floor.total)}"
     )
+    if result.bound:
+        print(
+            f"   start-up bound {result.bound:.2f} (the planned services' own start-up "
+            f"times): guide/bound {ratio(guide.total, result.bound)} is the most any "
+            f"procedure could reach; rotator/bound {ratio(rot.total, result.bound)}"
+        )
     sys.stdout.flush()
 
 
@@ -368,7 +384,7 @@ def print_summary(results: list[Result]) -> None:
     header = (
         f"{'secret':<20} {'rotator s':>9} {'guide s':>8} {'rot unavail':>11} "
         f"{'floor unavail':>13} {'guide unavail':>13} {'guide/rot':>9} {'rot/floor':>9} "
-        f"{'unplanned':>9} {'client rot/guide':>16}"
+        f"{'unplanned':>9} {'client rot/guide':>16} {'bound':>6} {'guide/bound':>11}"
     )
     print(header)
     print("-" * len(header))
@@ -384,11 +400,15 @@ def print_summary(results: list[Result]) -> None:
         print(
             f"{r.secret:<20} {rot.seconds:9.1f} {guide.seconds:8.1f} {rot.total:11.2f} "
             f"{floor.total:13.2f} {guide.total:13.2f} {ratio(guide.total, rot.total):>9} "
-            f"{ratio(rot.total, floor.total):>9} {unplanned:9.2f} {client:>16}{flag}"
+            f"{ratio(rot.total, floor.total):>9} {unplanned:9.2f} {client:>16} "
+            f"{r.bound:6.1f} {ratio(guide.total, r.bound):>11}{flag}"
         )
     print(
         "\nunplanned: rotator's unavailable seconds on targets whose service it does not "
-        "recreate; client: 'client via gw' seconds, rotator/guide"
+        "recreate; client: 'client via gw' seconds, rotator/guide; bound: the planned "
+        "services' start-up times summed (tests/testbed/timing.py; db and postgres-meta, "
+        "real processes, count 0), below which no procedure goes; guide/bound: the most "
+        "any could reach"
     )
 
 
@@ -451,7 +471,9 @@ def main(argv: list[str] | None = None) -> int:
             rot = measure(prober, partial(rotate_with_rotator, tb, name))
             guide = measure(prober, partial(rotate_the_guides_way, tb, name))
             floor = measure(prober, partial(rotate_by_the_floor, tb, name))
-            results.append(Result(name, [*first, *last], rot, guide, floor))
+            plan = [*first, *last]
+            bound = startup_bound(plan) if args.timing == "real" else 0.0
+            results.append(Result(name, plan, rot, guide, floor, bound))
             print_secret(results[-1])
         print_summary(results)
     finally:
