@@ -56,6 +56,7 @@ from core.errors import (
     RecoveryNeeded,
     RotationInProgress,
     RotatorError,
+    RuntimeFailure,
     StepFailed,
     VerificationFailed,
 )
@@ -467,7 +468,7 @@ class Engine:
         them, Auth's sessions. Each part is idempotent. Returns what was done."""
         done = [self._set_database(plan, state, target=target, other=other)]
         if plan.resets_pooler_tenant and not self.via_socket:
-            done.append(self._set_pooler(plan, target))
+            done.append(self._set_pooler(plan, state, target))
         # From here on the database takes the target's password (when it has one).
         password = target.get(PASSWORD_KEY) or self.deployment.values()[PASSWORD_KEY]
         public = "LOGFLARE_PUBLIC_ACCESS_TOKEN"
@@ -512,19 +513,22 @@ class Engine:
         )
         return _describe_change(change)
 
-    def _set_pooler(self, plan: Plan, target: Mapping[str, str]) -> str:
+    def _set_pooler(self, plan: Plan, state: JournalState, target: Mapping[str, str]) -> str:
         """The pooler's stored tenant holds the database password, encrypted with
         VAULT_ENC_KEY: update it through Supavisor's API when only the password changes,
         else drop it (upstream's way) so the recreated pooler makes it again."""
         env = self.deployment.values()
         password = target.get(PASSWORD_KEY) or env[PASSWORD_KEY]
-        service = pooler_service(self.deployment.compose, env)
-        running = self.runtime.services(self.deployment.compose)
+        compose = self.deployment.compose
+        service = pooler_service(compose, env)
+        running = self.runtime.services(compose)
         why = ""
         if "VAULT_ENC_KEY" in plan.env_keys:
             why = "VAULT_ENC_KEY changes, so the stored tenant cannot be kept"
         elif service is None or service not in running or running[service].status != "running":
             why = "no running pooler to ask"
+        elif running[service].health == "starting" and not self._pooler_turns_ready(service):
+            why = "the pooler did not turn ready"
         else:
             update = update_pooler_credentials(
                 self.runtime,
@@ -536,8 +540,23 @@ class Engine:
             if update.updated:
                 return update.detail
             why = update.detail
+        # Journaled before the drop: a pooler created earlier never makes the tenant
+        # again, so recovery must not keep it (_recreated_already).
+        state.pooler_reset_at = time.time()
+        self.journal.save(state)
         reset = reset_pooler_tenant(self._db_address(), ADMIN_ROLE, password)
         return f"pooler tenant reset ({why})" if reset else f"no pooler schema to reset ({why})"
+
+    def _pooler_turns_ready(self, service: str) -> bool:
+        """Wait for a pooler still starting (a recovery finds one compose just made): its
+        API can then keep the tenant, where dropping it would cost it another restart."""
+        try:
+            self.runtime.wait_ready(
+                self.deployment.compose, self.deployment.values(), [service], run_checks=True
+            )
+        except RuntimeFailure:
+            return False
+        return True
 
     def _set_analytics_key(self, old: str, new: str, password: str) -> str:
         changed = replace_analytics_user_key(self._db_address(), ADMIN_ROLE, password, old, new)
@@ -617,9 +636,11 @@ class Engine:
         """The plan's services an interrupted restart step already recreated from the
         committed .env (see Runtime.recreated_since): recreating them again would only
         take them down a second time."""
-        kept = self.runtime.recreated_since(
-            self.deployment.compose, plan.services, state.restart_started_at
-        )
+        # A pooler made before its stored tenant was dropped never makes it again: after
+        # a drop only containers created later count, all of them (a pooler without
+        # POOLER_TENANT_ID is not recognisable as one).
+        since = max(state.restart_started_at, state.pooler_reset_at)
+        kept = self.runtime.recreated_since(self.deployment.compose, plan.services, since)
         if kept:
             self._emit(Note("already recreated before the interruption: " + ", ".join(kept)))
         return kept

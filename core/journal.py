@@ -66,6 +66,9 @@ class JournalState:
     restart_started_at: float = 0.0
     """When the forward restart step first began (0: not yet). Containers compose created
     from the committed .env since then need no second recreate when recovery resumes."""
+    pooler_reset_at: float = 0.0
+    """When apply last dropped the pooler's stored tenant (0: never), written before the
+    drop: only a pooler container created after it makes the tenant again."""
     started_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 

@@ -175,22 +175,28 @@ def test_recover_finishes_a_rotation_killed_after_commit(setup: Setup) -> None:
     assert not (setup.directory / ".rotator" / "journal.json").exists()
 
 
-def test_recover_keeps_the_services_the_interrupted_restart_recreated(setup: Setup) -> None:
+def crash_on_the_second_compose_call(setup: Setup, secret: str) -> list[list[str]]:
+    """Run `secret` until the restart's second compose call begins, as if killed there;
+    returns the calls made. The runtime is then as before, its record cleared."""
     calls: list[list[str]] = []
     recreate = setup.runtime.recreate
 
     def crash_on_the_second_call(project: Any, env: Any, services: Any) -> None:
         calls.append(list(services))
         if len(calls) == 2:
-            raise Crash  # killed as compose began the second call
+            raise Crash
         recreate(project, env, services)
 
     setup.runtime.recreate = crash_on_the_second_call  # type: ignore[method-assign]
     with pytest.raises(Crash):
-        setup.engine().rotate("postgres-password")
-    first, second = calls
+        setup.engine().rotate(secret)
     setup.runtime.recreate = recreate  # type: ignore[method-assign]
     setup.runtime.recreated.clear()
+    return calls
+
+
+def test_recover_keeps_the_services_the_interrupted_restart_recreated(setup: Setup) -> None:
+    first, second = crash_on_the_second_compose_call(setup, "jwt-secret")
     setup.progress.emit = (recorded := RecordingProgress()).emit  # type: ignore[method-assign]
 
     result = setup.engine().recover()
@@ -200,6 +206,20 @@ def test_recover_keeps_the_services_the_interrupted_restart_recreated(setup: Set
     notes = [e.text for e in recorded.events if isinstance(e, Note)]
     assert "already recreated before the interruption: " + ", ".join(first) in notes
     assert "ready, recreated before the interruption" in result_step_detail(recorded, "restart")
+
+
+def test_recover_that_drops_the_pooler_tenant_keeps_no_container_made_before(
+    setup: Setup,
+) -> None:
+    """mini-supabase's pooler has no API to update its tenant, so recover's apply drops
+    the tenant again: a pooler made before that would never make it anew."""
+    first, second = crash_on_the_second_compose_call(setup, "postgres-password")
+    assert "supavisor" in first
+
+    result = setup.engine().recover()
+
+    assert result.outcome is Outcome.FINISHED
+    assert sorted(s for call in setup.runtime.recreated for s in call) == sorted(first + second)
 
 
 def result_step_detail(progress: RecordingProgress, step: str) -> str:
