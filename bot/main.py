@@ -63,7 +63,7 @@ def serve_http(app: App, port: int, host: str = "127.0.0.1", path: str = "/slack
     server = http_server(app, port, host, path)
     _exit_on_sigterm()
     log.info("serving Slack requests on http://%s:%d%s", host, port, path)
-    server.run()  # returns on SystemExit, once its threads have finished their requests
+    server.run()  # returns on SystemExit, after up to 5 s for requests being answered
     log.info("stopped serving")
 
 

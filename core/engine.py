@@ -281,7 +281,9 @@ class Engine:
                 done.detail = "keys written: " + ", ".join(plan.env_keys)
             resumed_restart = resume and state.restart_started_at > 0
             if not resumed_restart:
-                state.restart_started_at = time.time()  # saved as the step starts
+                # On Docker's clock, which container creation times are read on; saved
+                # as the step starts.
+                state.restart_started_at = self.runtime.now()
             with self._step(state, Step.RESTART) as done:
                 kept = self._recreated_already(state, plan) if resumed_restart else []
                 done.detail = self._restart(plan, kept=kept)
@@ -542,7 +544,7 @@ class Engine:
             why = update.detail
         # Journaled before the drop: a pooler created earlier never makes the tenant
         # again, so recovery must not keep it (_recreated_already).
-        state.pooler_reset_at = time.time()
+        state.pooler_reset_at = self.runtime.now()
         self.journal.save(state)
         reset = reset_pooler_tenant(self._db_address(), ADMIN_ROLE, password)
         return f"pooler tenant reset ({why})" if reset else f"no pooler schema to reset ({why})"

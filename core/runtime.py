@@ -75,13 +75,20 @@ class Runtime(Protocol):
         """
         ...
 
+    def now(self) -> float:
+        """The runtime's own clock (the Docker daemon's), in seconds since the epoch: the
+        clock containers' creation times are read on, whatever this host's says."""
+        ...
+
     def recreated_since(
         self, project: ComposeProject, services: Sequence[str], since: float
     ) -> list[str]:
         """Those of `services` whose containers all run, were created at or after `since`
-        (seconds since the epoch) and are what compose would create now (its config hash
-        of the service, which covers the environment, matches the container's). Recovery
-        keeps these instead of recreating them a second time."""
+        (a `now()` reading) and are what compose would create now: its config hash of the
+        service, which covers the values from `.env`, matches the container's label
+        (compose leaves `env_file` contents out of the hash it prints, so such a service
+        never matches and is recreated again). Recovery keeps these instead of recreating
+        them a second time; when the runtime cannot tell, it names none."""
         ...
 
     def remove_leftovers(self, project: ComposeProject, services: Sequence[str]) -> list[str]:

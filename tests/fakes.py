@@ -67,6 +67,9 @@ class RecordingRuntime:
                 )
         return list(services)
 
+    def now(self) -> float:
+        return time.time()
+
     def recreated_since(
         self, project: ComposeProject, services: Sequence[str], since: float
     ) -> list[str]:

@@ -161,24 +161,35 @@ class DockerRuntime:
             if checks is not None:
                 checks.close()
 
+    def now(self) -> float:
+        try:
+            return _timestamp(self.client.info().get("SystemTime"))
+        except docker.errors.DockerException as exc:
+            raise RuntimeFailure(f"cannot read the Docker daemon's clock: {exc}") from None
+
     def recreated_since(
         self, project: ComposeProject, services: Sequence[str], since: float
     ) -> list[str]:
-        if not services:
+        if not services or since <= 0:
             return []
         wanted = self._config_hashes(project, services)
         found: dict[str, list[Container]] = {service: [] for service in services}
-        for container in self._containers(project, services):
+        try:
+            containers = self._containers(project, services)
+        except docker.errors.DockerException:
+            return []  # only a second recreate is at stake: do it
+        for container in containers:
             found[container.labels.get(_LABEL_SERVICE, "")].append(container)
         return [
             service
             for service, containers in found.items()
             if containers
+            and wanted.get(service) is not None
             and all(
                 container.status == "running"
                 and not _is_leftover(container)
-                and _created(container) >= since
-                and container.labels.get(_LABEL_CONFIG_HASH) == wanted.get(service)
+                and _timestamp(container.attrs.get("Created")) >= since
+                and container.labels.get(_LABEL_CONFIG_HASH) == wanted[service]
                 for container in containers
             )
         ]
@@ -485,10 +496,10 @@ def _is_leftover(container: Container) -> bool:
     return bool(_LEFTOVER_NAME.match(_name(container))) and container.status != "running"
 
 
-def _created(container: Container) -> float:
-    """When Docker created the container, in seconds since the epoch (0 if unknown)."""
+def _timestamp(text: object) -> float:
+    """Docker's RFC 3339 time (nanoseconds, UTC), in seconds since the epoch; 0 if absent."""
     try:
-        return datetime.fromisoformat(str(container.attrs.get("Created", ""))).timestamp()
+        return datetime.fromisoformat(str(text)).timestamp()
     except ValueError:
         return 0.0
 

@@ -148,8 +148,8 @@ def test_sigkill_then_recover_leaves_a_consistent_deployment(testbed: Testbed, c
     committed = "commit" in journal["done"] and journal["phase"] == "forward"
     assert recovered.returncode == (0 if committed else 1), recovered.stderr
     if case == "pg-restart-level2":
-        # The first call's services were recreated and ready before the kill: recover
-        # keeps their containers instead of taking them down a second time.
+        # The first call's services were recreated, from the committed .env, before the
+        # kill: recover keeps their containers instead of taking them down a second time.
         first = next(line for line in run.lines if "recreating " in line)
         kept = first.split("recreating ", 1)[1].split(", ")
         said = f"already recreated before the interruption: {', '.join(kept)}"

@@ -333,13 +333,14 @@ def test_recreated_since_names_containers_created_since_from_the_current_config(
     trio: Trio,
 ) -> None:
     trio.write_env(AUTH_JWT_SECRET=secrets.token_hex(24))  # committed: auth's configuration changes
-    since = time.time()
+    since = trio.runtime.now()  # Docker's clock: here, this host's
+    assert abs(since - time.time()) < 5
     trio.runtime.recreate(trio.project, trio.env, ["auth"])
     everything = ["db", "auth", "api"]
 
     # db: created before; api: its container predates the change; auth: made from it
     assert trio.runtime.recreated_since(trio.project, everything, since) == ["auth"]
-    assert trio.runtime.recreated_since(trio.project, everything, time.time() + 60) == []
+    assert trio.runtime.recreated_since(trio.project, everything, since + 60) == []
     # A container made from other values than compose would use now is not kept either.
     trio.write_env(AUTH_JWT_SECRET=secrets.token_hex(24))
     assert trio.runtime.recreated_since(trio.project, everything, since) == []
