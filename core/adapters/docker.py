@@ -173,13 +173,10 @@ class DockerRuntime:
         if not services or since <= 0:
             return []
         wanted = self._config_hashes(project, services)
-        found: dict[str, list[Container]] = {service: [] for service in services}
         try:
-            containers = self._containers(project, services)
+            found = self._by_service(project, services)
         except docker.errors.DockerException:
             return []  # only a second recreate is at stake: do it
-        for container in containers:
-            found[container.labels.get(_LABEL_SERVICE, "")].append(container)
         return [
             service
             for service, containers in found.items()
@@ -187,7 +184,6 @@ class DockerRuntime:
             and wanted.get(service) is not None
             and all(
                 container.status == "running"
-                and not _is_leftover(container)
                 and _timestamp(container.attrs.get("Created")) >= since
                 and container.labels.get(_LABEL_CONFIG_HASH) == wanted[service]
                 for container in containers
@@ -359,10 +355,7 @@ class DockerRuntime:
         pending = list(wanted)
         unhealthy_since: dict[str, float] = {}
         while True:
-            found: dict[str, list[Container]] = {s: [] for s in pending}
-            for container in self._containers(project, pending):
-                if not _is_leftover(container):
-                    found[container.labels[_LABEL_SERVICE]].append(container)
+            found = self._by_service(project, pending)
             still: list[str] = []
             now = time.monotonic()
             for service in pending:
@@ -410,6 +403,16 @@ class DockerRuntime:
         )
 
     # -- containers ---------------------------------------------------------------------------
+
+    def _by_service(
+        self, project: ComposeProject, services: Sequence[str]
+    ) -> dict[str, list[Container]]:
+        """Each of `services` and its containers, compose's half-made leftovers left out."""
+        found: dict[str, list[Container]] = {service: [] for service in services}
+        for container in self._containers(project, services):
+            if not _is_leftover(container):
+                found[container.labels[_LABEL_SERVICE]].append(container)
+        return found
 
     def _containers(
         self, project: ComposeProject, services: Sequence[str] | None = None

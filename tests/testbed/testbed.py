@@ -388,26 +388,26 @@ class Testbed:
             argv += ["--filter", f"label=com.docker.compose.service={service}"]
         return self._run(argv).stdout.split()
 
-    def container_ids(self) -> dict[str, str]:
-        """Service -> its container's id (one container per service in the testbed)."""
+    def _inspect(self) -> dict[str, dict[str, Any]]:
+        """Service -> `docker inspect` of its container (one container per service)."""
         ids = self._containers()
         if not ids:
             return {}
         return {
-            info["Config"]["Labels"]["com.docker.compose.service"]: info["Id"]
+            info["Config"]["Labels"]["com.docker.compose.service"]: info
             for info in json.loads(self._run(["docker", "inspect", *ids]).stdout)
         }
+
+    def container_ids(self) -> dict[str, str]:
+        """Service -> its container's id."""
+        return {service: info["Id"] for service, info in self._inspect().items()}
 
     def container_states(self) -> dict[str, str]:
         """Service -> "healthy" / "unhealthy" / "starting" (health check), else the
         container's status ("running", "restarting", "exited", ...), or "crash-loop"
         once it has restarted three times."""
-        ids = self._containers()
-        if not ids:
-            return {}
         states = {}
-        for info in json.loads(self._run(["docker", "inspect", *ids]).stdout):
-            service = info["Config"]["Labels"]["com.docker.compose.service"]
+        for service, info in self._inspect().items():
             state = info["State"]
             health = state.get("Health", {}).get("Status")
             if state["Status"] == "running" and health:
